@@ -1,0 +1,149 @@
+//! `echo`: one TCP echo server written in four I/O models, and a line client to try them.
+//!
+//! Every server does the same thing: accept connections and send each one back what it sends,
+//! optionally upper-cased (`--upper`), until it closes its side. What differs is how a server
+//! waits for its sockets, and so what a connection costs. Read them in this order:
+//!
+//! - [`threaded`]: blocking calls, one OS thread per connection; the kernel does the waiting.
+//! - [`spin`]: non-blocking calls, one thread asking every socket in a loop; it never waits and
+//!   burns a core.
+//! - [`select`]: non-blocking calls, one thread that sleeps in `select(2)` until some socket is
+//!   ready.
+//! - [`mini`]: async tasks on the `mini` runtime, written like `threaded` but run like `select`
+//!   (on `epoll`).
+//!
+//! Shared pieces: [`listen`] makes the listening socket, [`transform`] computes the reply,
+//! [`conn`] is the non-blocking connection state of `spin` and `select`, and [`client`] is
+//! `echo client`.
+//!
+//! This file is the edge of the program: it parses the command line, sets up logging and signals,
+//! binds, prints `listening on ADDR` (the one line on stdout, which scripts and tests read) and
+//! hands the listener to the chosen server. Errors become one `error: ...` line on stderr.
+
+mod client;
+mod conn;
+mod listen;
+mod mini;
+mod select;
+mod spin;
+mod threaded;
+mod transform;
+
+use std::convert::Infallible;
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+use std::{process, thread};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+/// Where servers listen and the client connects unless told otherwise.
+const DEFAULT_ADDR: &str = "127.0.0.1:7878";
+
+/// How long a server leaves its listener alone after `accept` fails.
+///
+/// Most accept errors concern one connection, but some (out of descriptors: EMFILE, ENFILE) leave
+/// the listener ready while every accept fails again; retrying at once would only spin and flood
+/// the log. Connections already open keep being served during the pause.
+pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// A TCP echo server written in several I/O models, for contrast.
+#[derive(Debug, Parser)]
+#[command(version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    /// Which I/O model serves the connections.
+    #[arg(long, value_enum, default_value_t = Model::Mini)]
+    runtime: Model,
+
+    /// Address to listen on (IP:PORT; port 0 picks a free one).
+    #[arg(long, default_value = DEFAULT_ADDR)]
+    addr: SocketAddr,
+
+    /// Reply with ASCII letters upper-cased instead of the bytes unchanged.
+    #[arg(long)]
+    upper: bool,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Send each line of stdin to a server and print its reply.
+    Client {
+        /// Address of the server (IP:PORT).
+        #[arg(long, default_value = DEFAULT_ADDR)]
+        addr: SocketAddr,
+    },
+}
+
+/// The I/O models; each is one file in this crate.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Model {
+    /// Async tasks on the mini runtime: one thread, one task per connection, sleeps in epoll.
+    Mini,
+    /// Blocking std::net: one OS thread per connection.
+    Threaded,
+    /// Non-blocking sockets asked in a busy loop: one thread, burns a whole core even when idle.
+    Spin,
+    /// Non-blocking sockets multiplexed with select(2): one thread, descriptors below FD_SETSIZE.
+    Select,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let result = match cli.command {
+        Some(Command::Client { addr }) => client::run(addr),
+        None => run_server(cli.runtime, cli.addr, cli.upper),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` prints the whole chain on one line: "cannot listen on ADDR: <os error>".
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Binds `addr`, announces it and serves with `model`. Returns only on error.
+fn run_server(model: Model, addr: SocketAddr, upper: bool) -> Result<()> {
+    exit_on_signals()?;
+    let listener = listen::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr().context("cannot read the bound address")?;
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "listening on {local}")?;
+    stdout.flush()?;
+    drop(stdout);
+
+    let served: io::Result<Infallible> = match model {
+        Model::Mini => mini::serve(listener, upper),
+        Model::Threaded => threaded::serve(listener, upper),
+        Model::Spin => spin::serve(listener, upper),
+        Model::Select => select::serve(listener, upper),
+    };
+    match served.with_context(|| format!("the {model:?} server stopped"))? {}
+}
+
+/// Exits the process with status 0 on SIGINT or SIGTERM.
+///
+/// A plain thread waits for the signals (signal-hook does the async-signal-safe part), so no server
+/// needs to know about them. Exiting without unwinding is fine: the kernel closes every socket.
+fn exit_on_signals() -> Result<()> {
+    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
+    thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                log::debug!("signal {signal}: exiting");
+                process::exit(0);
+            }
+        })
+        .context("cannot start the signal thread")?;
+    Ok(())
+}

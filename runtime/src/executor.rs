@@ -1,0 +1,197 @@
+//! The executor: a run queue of task ids, and the loop that polls them.
+//!
+//! A task is a boxed future in a [`Slab`]. Its waker is a [`TaskWaker`]: the task's key plus a
+//! handle to the [`RunQueue`]. The waker holds no pointer to the future itself, which is why it
+//! can be `Send + Sync` while the tasks are not: waking from another thread only pushes an id
+//! onto a mutex-guarded queue and, if the runtime is asleep in the poller, rings the poller's
+//! notifier.
+//!
+//! [`Executor::block_on`] repeats three steps: poll the main future if it was woken; poll every
+//! task that was queued; then, if nothing is queued, sleep in the reactor until I/O, a timer or
+//! another thread wakes something. While there is work it still takes a zero-timeout turn of the
+//! reactor between batches, so that sockets and timers are served even when tasks keep each
+//! other busy.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_task::{waker_ref, ArcWake};
+
+use crate::reactor::Reactor;
+use crate::slab::{Key, Slab};
+use crate::sys::Notifier;
+
+/// The id the main future's waker pushes; no task key has it (generation and index both max).
+const MAIN_ID: u64 = u64::MAX;
+
+/// The thread-safe half of the executor: what a waker needs to schedule its task.
+#[derive(Debug)]
+pub(crate) struct RunQueue {
+    /// Ids of tasks to poll. A mutex, because any thread may push.
+    queue: Mutex<VecDeque<u64>>,
+    /// True while the executor sleeps (or is about to sleep) in the poller. Paired with the
+    /// queue's lock, it makes a lost wake-up impossible: the executor sets it, then checks the
+    /// queue; a waker pushes, then reads it. At least one of them sees the other.
+    parked: AtomicBool,
+    notifier: Arc<Notifier>,
+}
+
+impl RunQueue {
+    fn push(&self, id: u64) {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).push_back(id);
+        if self.parked.load(Ordering::SeqCst) {
+            self.notifier.notify();
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+
+    /// Moves every queued id into `batch`.
+    fn take_all(&self, batch: &mut VecDeque<u64>) {
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::swap(&mut *queue, batch);
+    }
+}
+
+/// The waker of one task: its id and the queue to push it onto.
+#[derive(Debug)]
+pub(crate) struct TaskWaker {
+    id: u64,
+    /// True from a wake until the executor starts polling the task, so that a task woken many
+    /// times is queued once.
+    scheduled: AtomicBool,
+    queue: Arc<RunQueue>,
+}
+
+impl ArcWake for TaskWaker {
+    fn wake_by_ref(arc_self: &Arc<Self>) {
+        if !arc_self.scheduled.swap(true, Ordering::AcqRel) {
+            log::trace!("executor: task {:#x} woken", arc_self.id);
+            arc_self.queue.push(arc_self.id);
+        }
+    }
+}
+
+struct Task {
+    /// `None` only while the task is being polled (the future is moved out, so the task table
+    /// is not borrowed while user code runs and may spawn).
+    future: Option<Pin<Box<dyn Future<Output = ()>>>>,
+    waker: Arc<TaskWaker>,
+}
+
+/// See the module docs.
+pub(crate) struct Executor {
+    tasks: RefCell<Slab<Task>>,
+    queue: Arc<RunQueue>,
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor").field("tasks", &self.tasks.borrow().len()).finish()
+    }
+}
+
+impl Executor {
+    pub(crate) fn new(notifier: Arc<Notifier>) -> Executor {
+        let queue = RunQueue { queue: Mutex::new(VecDeque::new()), parked: AtomicBool::new(false), notifier };
+        Executor { tasks: RefCell::new(Slab::new()), queue: Arc::new(queue) }
+    }
+
+    /// Adds a task and queues it for its first poll. Returns its waker (which `abort` uses).
+    pub(crate) fn spawn(&self, future: Pin<Box<dyn Future<Output = ()>>>) -> Arc<TaskWaker> {
+        let mut waker = None;
+        self.tasks.borrow_mut().insert_with(|key| {
+            let w = Arc::new(TaskWaker {
+                id: key.to_u64(),
+                scheduled: AtomicBool::new(true),
+                queue: self.queue.clone(),
+            });
+            waker = Some(w.clone());
+            Task { future: Some(future), waker: w }
+        });
+        let waker = waker.expect("insert_with called its closure");
+        log::trace!("executor: spawned task {:#x}", waker.id);
+        self.queue.push(waker.id);
+        waker
+    }
+
+    /// Runs `main` to completion, and every spawned task alongside it.
+    pub(crate) fn block_on<F: Future>(&self, reactor: &Reactor, main: F) -> F::Output {
+        let mut main = pin!(main);
+        let main_waker =
+            Arc::new(TaskWaker { id: MAIN_ID, scheduled: AtomicBool::new(false), queue: self.queue.clone() });
+        let mut main_woken = true;
+        let mut batch = VecDeque::new();
+        loop {
+            // 1. The main future, if woken.
+            if main_woken {
+                main_woken = false;
+                main_waker.scheduled.store(false, Ordering::Release);
+                log::trace!("executor: polling the main future");
+                let waker = waker_ref(&main_waker);
+                if let Poll::Ready(out) = main.as_mut().poll(&mut Context::from_waker(&waker)) {
+                    return out;
+                }
+            }
+
+            // 2. Every task queued so far.
+            self.queue.take_all(&mut batch);
+            for id in batch.drain(..) {
+                if id == MAIN_ID {
+                    main_woken = true;
+                } else {
+                    self.run(Key::from_u64(id));
+                }
+            }
+
+            // 3. Sleep in the reactor if there is nothing to do; otherwise just look for I/O.
+            let result = if main_woken || !self.queue.is_empty() {
+                reactor.turn(Some(Duration::ZERO))
+            } else {
+                self.queue.parked.store(true, Ordering::SeqCst);
+                let result = if self.queue.is_empty() { reactor.turn(None) } else { Ok(()) };
+                self.queue.parked.store(false, Ordering::SeqCst);
+                result
+            };
+            if let Err(e) = result {
+                // Only a broken poller descriptor gets here; nothing could ever wake us again.
+                panic!("mini: the poller failed: {e}");
+            }
+        }
+    }
+
+    /// Polls one task, if it still exists (a stale id from a late wake finds nothing).
+    fn run(&self, key: Key) {
+        let (mut future, waker) = {
+            let mut tasks = self.tasks.borrow_mut();
+            let Some(task) = tasks.get_mut(key) else { return };
+            let Some(future) = task.future.take() else { return };
+            (future, task.waker.clone())
+        };
+        // Cleared before the poll: a wake during the poll must queue the task again.
+        waker.scheduled.store(false, Ordering::Release);
+        log::trace!("executor: polling task {:#x}", waker.id);
+        let done = future.as_mut().poll(&mut Context::from_waker(&waker_ref(&waker))).is_ready();
+        if done {
+            log::trace!("executor: task {:#x} finished", waker.id);
+            self.tasks.borrow_mut().remove(key);
+            // `future` drops here, after the table is released: its destructors may use it.
+        } else if let Some(task) = self.tasks.borrow_mut().get_mut(key) {
+            task.future = Some(future);
+        }
+    }
+
+    /// Drops every task that has not finished (when the runtime is dropped).
+    pub(crate) fn shutdown(&self) {
+        let tasks = self.tasks.borrow_mut().drain();
+        drop(tasks);
+    }
+}

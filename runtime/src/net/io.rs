@@ -1,0 +1,81 @@
+//! The byte-stream operations behind [`TcpStream`](super::TcpStream) and its two halves, written
+//! once on the registered socket they share.
+
+use std::future::poll_fn;
+use std::io::{self, IoSlice, Read, Write};
+use std::net;
+use std::task::{ready, Context, Poll};
+
+use crate::reactor::{Direction, Source};
+
+/// A connected, registered, non-blocking TCP socket.
+#[derive(Debug)]
+pub(crate) struct StreamIo(pub(crate) Source<net::TcpStream>);
+
+impl StreamIo {
+    pub(crate) fn socket(&self) -> &net::TcpStream {
+        self.0.get_ref()
+    }
+
+    pub(crate) fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let n = ready!(self.0.poll_io(cx, Direction::Read, |mut s| s.read(buf)))?;
+        // A read that did not fill the buffer emptied the kernel's: waiting now saves the
+        // syscall that would only say EWOULDBLOCK.
+        if n > 0 && n < buf.len() {
+            self.0.clear_ready(Direction::Read);
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    pub(crate) fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        // std's write on a TcpStream is send(MSG_NOSIGNAL): a reset peer is an EPIPE error,
+        // never a SIGPIPE that kills the process.
+        let n = ready!(self.0.poll_io(cx, Direction::Write, |mut s| s.write(buf)))?;
+        if n < buf.len() {
+            self.0.clear_ready(Direction::Write);
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    pub(crate) fn poll_write_vectored(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        // writev has no MSG_NOSIGNAL flag; Rust programs ignore SIGPIPE from the start, so a
+        // reset peer is an EPIPE error here too.
+        self.0.poll_io(cx, Direction::Write, |mut s| s.write_vectored(bufs))
+    }
+
+    pub(crate) async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        poll_fn(|cx| self.poll_read(cx, buf)).await
+    }
+
+    pub(crate) async fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        poll_fn(|cx| self.poll_write(cx, buf)).await
+    }
+
+    pub(crate) async fn read_exact(&self, mut buf: &mut [u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.read(buf).await? {
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                n => buf = &mut buf[n..],
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn write_all(&self, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.write(buf).await? {
+                0 => return Err(io::ErrorKind::WriteZero.into()),
+                n => buf = &buf[n..],
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn ready(&self, dir: Direction) -> io::Result<()> {
+        poll_fn(|cx| self.0.poll_ready(cx, dir)).await
+    }
+}

@@ -1,0 +1,19 @@
+//! TCP sockets that wait by returning `Pending` instead of blocking the thread.
+//!
+//! Each socket is a non-blocking OS socket registered with the reactor (a
+//! [`Source`](crate::reactor::Source)). Its async methods try the syscall at once and only wait
+//! when the kernel answers `EWOULDBLOCK`; see `reactor/source.rs` for the steps.
+//!
+//! A [`TcpStream`] can be split with [`TcpStream::into_split`] so that one task reads while
+//! another writes. The stream and its halves also implement the `futures-io` traits
+//! `AsyncRead` and `AsyncWrite`, so the combinators of the `futures` crate work on them.
+
+mod io;
+mod listener;
+mod socket;
+mod split;
+mod stream;
+
+pub use listener::TcpListener;
+pub use split::{OwnedReadHalf, OwnedWriteHalf};
+pub use stream::TcpStream;

@@ -1,0 +1,116 @@
+//! The two halves of a [`TcpStream`](super::TcpStream), for reading in one task and writing in
+//! another. Each direction has its own waker slot in the reactor, so the two never disturb each
+//! other.
+
+use std::io::{self, IoSlice};
+use std::net::{Shutdown, SocketAddr};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use super::io::StreamIo;
+use crate::reactor::Direction;
+
+/// The reading half of a [`TcpStream`](super::TcpStream), made by
+/// [`into_split`](super::TcpStream::into_split).
+#[derive(Debug)]
+pub struct OwnedReadHalf {
+    io: Rc<StreamIo>,
+}
+
+/// The writing half of a [`TcpStream`](super::TcpStream), made by
+/// [`into_split`](super::TcpStream::into_split).
+#[derive(Debug)]
+pub struct OwnedWriteHalf {
+    io: Rc<StreamIo>,
+}
+
+impl OwnedReadHalf {
+    pub(crate) fn new(io: Rc<StreamIo>) -> Self {
+        OwnedReadHalf { io }
+    }
+
+    /// Reads some bytes into `buf`; `0` means the peer closed its side.
+    pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.io.read(buf).await
+    }
+
+    /// Reads exactly `buf.len()` bytes; an `UnexpectedEof` error if the stream ends first.
+    pub async fn read_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        self.io.read_exact(buf).await
+    }
+
+    /// Waits until a read would probably not block.
+    pub async fn readable(&self) -> io::Result<()> {
+        self.io.ready(Direction::Read).await
+    }
+
+    /// The address of the peer.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.io.socket().peer_addr()
+    }
+}
+
+impl OwnedWriteHalf {
+    pub(crate) fn new(io: Rc<StreamIo>) -> Self {
+        OwnedWriteHalf { io }
+    }
+
+    /// Writes some of `buf` and returns how many bytes were taken.
+    pub async fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.io.write(buf).await
+    }
+
+    /// Writes all of `buf`, waiting while the peer is slow to read.
+    pub async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.io.write_all(buf).await
+    }
+
+    /// Does nothing: there is no buffer to flush.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Shuts down the writing side: the peer reads an end of stream.
+    pub fn shutdown(&self) -> io::Result<()> {
+        self.io.socket().shutdown(Shutdown::Write)
+    }
+
+    /// Waits until a write would probably not block.
+    pub async fn writable(&self) -> io::Result<()> {
+        self.io.ready(Direction::Write).await
+    }
+
+    /// The address of the peer.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.io.socket().peer_addr()
+    }
+}
+
+impl futures_io::AsyncRead for OwnedReadHalf {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        self.io.poll_read(cx, buf)
+    }
+}
+
+impl futures_io::AsyncWrite for OwnedWriteHalf {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.io.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.io.poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.shutdown())
+    }
+}

@@ -1,0 +1,188 @@
+//! [`TcpStream`]: a connection whose reads and writes wait without blocking the thread.
+
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::net::{self, Shutdown, SocketAddr, ToSocketAddrs};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use super::io::StreamIo;
+use super::{socket, OwnedReadHalf, OwnedWriteHalf};
+use crate::reactor::{Direction, Source};
+
+/// A TCP connection.
+///
+/// Reads and writes take `&mut self`, so one task uses it at a time; to read in one task and
+/// write in another, split it with [`into_split`](Self::into_split).
+///
+/// ```
+/// use mini::net::{TcpListener, TcpStream};
+///
+/// mini::block_on(async {
+///     let listener = TcpListener::bind("127.0.0.1:0")?;
+///     let mut client = TcpStream::connect(listener.local_addr()?).await?;
+///     let (mut server, _) = listener.accept().await?;
+///
+///     client.write_all(b"ping").await?;
+///     let mut buf = [0; 4];
+///     server.read_exact(&mut buf).await?;
+///     assert_eq!(&buf, b"ping");
+///     Ok::<(), std::io::Error>(())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct TcpStream {
+    io: Rc<StreamIo>,
+}
+
+impl TcpStream {
+    /// Connects to `addr`, trying each address it resolves to until one accepts.
+    ///
+    /// Name resolution (for a host name rather than an IP address) uses the system resolver,
+    /// which blocks the thread.
+    ///
+    /// # Panics
+    ///
+    /// Outside a runtime.
+    pub async fn connect(addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
+        let mut last_error = None;
+        for addr in addr.to_socket_addrs()? {
+            match connect_one(addr).await {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "the address resolved to nothing")
+        }))
+    }
+
+    /// Takes over a connected std stream that is already non-blocking.
+    pub(crate) fn from_nonblocking(stream: net::TcpStream) -> io::Result<TcpStream> {
+        Ok(TcpStream { io: Rc::new(StreamIo(Source::new(stream)?)) })
+    }
+
+    /// Takes over a connected stream made with `std::net`, switching it to non-blocking mode.
+    ///
+    /// # Panics
+    ///
+    /// Outside a runtime.
+    pub fn from_std(stream: net::TcpStream) -> io::Result<TcpStream> {
+        stream.set_nonblocking(true)?;
+        TcpStream::from_nonblocking(stream)
+    }
+
+    /// Reads some bytes into `buf` and returns how many; `0` means the peer closed its side
+    /// (or `buf` is empty).
+    pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.io.read(buf).await
+    }
+
+    /// Reads exactly `buf.len()` bytes; an `UnexpectedEof` error if the stream ends first.
+    pub async fn read_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        self.io.read_exact(buf).await
+    }
+
+    /// Writes some of `buf` and returns how many bytes were taken.
+    pub async fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.io.write(buf).await
+    }
+
+    /// Writes all of `buf`, waiting while the peer is slow to read (TCP flow control).
+    pub async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.io.write_all(buf).await
+    }
+
+    /// Does nothing: the stream keeps no buffer of its own. Here for the habit of calling it.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Shuts down the reading side, the writing side, or both (`Shutdown::Write` sends the peer
+    /// an end of stream, while replies can still be read).
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.io.socket().shutdown(how)
+    }
+
+    /// Waits until a read would probably not block. Lets a task hold no buffer while its
+    /// connection is idle, and borrow one only once data has arrived.
+    pub async fn readable(&self) -> io::Result<()> {
+        self.io.ready(Direction::Read).await
+    }
+
+    /// Waits until a write would probably not block.
+    pub async fn writable(&self) -> io::Result<()> {
+        self.io.ready(Direction::Write).await
+    }
+
+    /// The address of the peer.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.io.socket().peer_addr()
+    }
+
+    /// The local address of this end.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.io.socket().local_addr()
+    }
+
+    /// Turns Nagle's algorithm off (`true`): small writes are sent at once instead of being
+    /// held back to be merged.
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.io.socket().set_nodelay(nodelay)
+    }
+
+    /// Whether Nagle's algorithm is off.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        self.io.socket().nodelay()
+    }
+
+    /// Splits the stream into a reading half and a writing half that can move to different
+    /// tasks. The socket closes when both are dropped.
+    pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        (OwnedReadHalf::new(self.io.clone()), OwnedWriteHalf::new(self.io))
+    }
+}
+
+async fn connect_one(addr: SocketAddr) -> io::Result<TcpStream> {
+    let stream = TcpStream::from_nonblocking(socket::start_connect(addr)?)?;
+    let source = &stream.io.0;
+    // A new source counts as writable until tried; here we must wait for the kernel's word
+    // that the handshake is over, in success or failure.
+    source.clear_ready(Direction::Write);
+    poll_fn(|cx| source.poll_ready(cx, Direction::Write)).await?;
+    if let Some(e) = stream.io.socket().take_error()? {
+        return Err(e);
+    }
+    Ok(stream)
+}
+
+impl futures_io::AsyncRead for TcpStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        self.io.poll_read(cx, buf)
+    }
+}
+
+impl futures_io::AsyncWrite for TcpStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.io.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.io.poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Shuts down the writing side.
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.shutdown(Shutdown::Write))
+    }
+}

@@ -1,0 +1,215 @@
+//! The reactor: turns "the OS says socket 7 is readable" into "wake the task that waits for it".
+//!
+//! It owns three things:
+//!
+//! - the **poller** ([`crate::sys`]), which waits for many sockets at once;
+//! - the **registry**, a [`Slab`] with one [`IoState`] per registered socket: its cached
+//!   readiness and the wakers of the tasks waiting to read and to write. The poller's token for a
+//!   socket is its slab key, generation included, so an event that arrives for a socket that was
+//!   closed (and whose descriptor number may already belong to a new socket) finds no entry and
+//!   is dropped, instead of waking the new owner's task;
+//! - the **timers**, whose earliest deadline bounds how long the poller may sleep.
+//!
+//! [`Reactor::turn`] is one round: wait once, record readiness, wake the waiting tasks. The
+//! executor calls it when it has nothing to run (and briefly between batches of work).
+
+mod source;
+mod timers;
+
+pub(crate) use source::{Direction, Source};
+pub(crate) use timers::TimerKey;
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use crate::slab::{Key, Slab};
+use crate::sys::{Event, Interest, Notifier, Poller, NOTIFY_TOKEN};
+use timers::Timers;
+
+/// The registry's entry for one socket. Shared (`Rc`) between the registry, which the reactor
+/// consults when an event arrives, and the socket's [`Source`], which consults it on every
+/// read or write; both live on the runtime's thread.
+#[derive(Debug)]
+pub(crate) struct IoState {
+    fd: RawFd,
+    /// The registry key, whose `u64` form is this socket's poller token.
+    key: Key,
+    /// Directions the poller has reported ready since a syscall last said `EWOULDBLOCK`.
+    /// Starts as ready both ways: a fresh socket is tried at once rather than waited for.
+    ready: Cell<Interest>,
+    /// Set once the poller reports that the peer will send no more; never cleared, so that a
+    /// reader that cleared `ready.read` after a short read still sees the end of the stream
+    /// (edge-triggered epoll reports it only once).
+    read_closed: Cell<bool>,
+    /// Directions in which a task is waiting; kept in step with the poller's interest.
+    waiting: Cell<Interest>,
+    reader: RefCell<Option<Waker>>,
+    writer: RefCell<Option<Waker>>,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub(crate) struct Reactor {
+    poller: Poller,
+    registry: RefCell<Slab<Rc<IoState>>>,
+    timers: RefCell<Timers>,
+    /// Reused between turns so that waiting allocates nothing.
+    events: RefCell<Vec<Event>>,
+    wakers: RefCell<Vec<Waker>>,
+}
+
+impl Reactor {
+    pub(crate) fn new() -> io::Result<Reactor> {
+        Ok(Reactor {
+            poller: Poller::new()?,
+            registry: RefCell::new(Slab::new()),
+            timers: RefCell::new(Timers::default()),
+            events: RefCell::new(Vec::new()),
+            wakers: RefCell::new(Vec::new()),
+        })
+    }
+
+    pub(crate) fn notifier(&self) -> &Arc<Notifier> {
+        self.poller.notifier()
+    }
+
+    /// Waits once for I/O or the next timer, at most `max_wait` (`None`: as long as needed),
+    /// and wakes every task whose socket or timer became ready.
+    pub(crate) fn turn(&self, max_wait: Option<Duration>) -> io::Result<()> {
+        // 1. Sleep no longer than until the earliest timer.
+        let now = Instant::now();
+        let until_timer = self.timers.borrow().next_deadline().map(|d| d.saturating_duration_since(now));
+        let timeout = match (max_wait, until_timer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+
+        // 2. Wait in the poller.
+        let mut events = self.events.borrow_mut();
+        events.clear();
+        log::trace!("reactor: waiting for events (timeout {timeout:?})");
+        self.poller.wait(&mut events, timeout)?;
+
+        // 3. Record readiness and collect the wakers of the tasks waiting for it.
+        let mut wakers = std::mem::take(&mut *self.wakers.borrow_mut());
+        let registry = self.registry.borrow();
+        for event in events.iter() {
+            if event.token == NOTIFY_TOKEN {
+                log::trace!("reactor: woken by another thread");
+                self.notifier().reset();
+                continue;
+            }
+            let Some(state) = registry.get(Key::from_u64(event.token)) else {
+                log::trace!("reactor: dropping event for a closed socket (token {:#x})", event.token);
+                continue;
+            };
+            log::trace!(
+                "reactor: fd {} is ready (read: {}, write: {})",
+                state.fd,
+                event.readable,
+                event.writable
+            );
+            self.dispatch(state, event, &mut wakers);
+        }
+        drop(registry);
+
+        // 4. Expired timers.
+        let now = Instant::now();
+        self.timers.borrow_mut().take_expired(now, &mut wakers);
+
+        // 5. Wake outside every borrow: a waker may run foreign code.
+        drop(events);
+        for waker in wakers.drain(..) {
+            waker.wake();
+        }
+        *self.wakers.borrow_mut() = wakers;
+        Ok(())
+    }
+
+    fn dispatch(&self, state: &IoState, event: &Event, wakers: &mut Vec<Waker>) {
+        let mut ready = state.ready.get();
+        let mut waiting = state.waiting.get();
+        if event.read_closed {
+            state.read_closed.set(true);
+        }
+        if event.readable {
+            ready.read = true;
+            if let Some(waker) = state.reader.borrow_mut().take() {
+                log::trace!("reactor: waking the reader of fd {}", state.fd);
+                wakers.push(waker);
+            }
+            waiting.read = false;
+        }
+        if event.writable {
+            ready.write = true;
+            if let Some(waker) = state.writer.borrow_mut().take() {
+                log::trace!("reactor: waking the writer of fd {}", state.fd);
+                wakers.push(waker);
+            }
+            waiting.write = false;
+        }
+        state.ready.set(ready);
+        self.set_waiting(state, waiting);
+    }
+
+    /// Keeps the poller's interest equal to the directions in which a task waits.
+    fn set_waiting(&self, state: &IoState, waiting: Interest) {
+        if state.waiting.replace(waiting) != waiting {
+            let token = state.key.to_u64();
+            if let Err(e) = self.poller.set_interest(state.fd, token, waiting) {
+                // The next syscall on this socket reports the real problem; say why here.
+                log::error!("mini: cannot change interest in fd {}: {e}", state.fd);
+            }
+        }
+    }
+
+    fn register(&self, fd: RawFd) -> io::Result<Rc<IoState>> {
+        let all = Interest { read: true, write: true };
+        let mut registry = self.registry.borrow_mut();
+        let mut state = None;
+        let key = registry.insert_with(|key| {
+            let s = Rc::new(IoState {
+                fd,
+                key,
+                ready: Cell::new(all),
+                read_closed: Cell::new(false),
+                waiting: Cell::new(Interest::default()),
+                reader: RefCell::new(None),
+                writer: RefCell::new(None),
+            });
+            state = Some(s.clone());
+            s
+        });
+        if let Err(e) = self.poller.add(fd, key.to_u64()) {
+            registry.remove(key);
+            return Err(e);
+        }
+        log::trace!("reactor: registered fd {fd} as token {:#x}", key.to_u64());
+        Ok(state.expect("insert_with called its closure"))
+    }
+
+    fn deregister(&self, state: &IoState) {
+        if let Err(e) = self.poller.delete(state.fd) {
+            log::error!("mini: cannot stop watching fd {}: {e}", state.fd);
+        }
+        self.registry.borrow_mut().remove(state.key);
+        log::trace!("reactor: deregistered fd {}", state.fd);
+    }
+
+    pub(crate) fn insert_timer(&self, deadline: Instant, waker: Waker) -> TimerKey {
+        self.timers.borrow_mut().insert(deadline, waker)
+    }
+
+    pub(crate) fn update_timer(&self, key: TimerKey, waker: &Waker) -> bool {
+        self.timers.borrow_mut().update(key, waker)
+    }
+
+    pub(crate) fn remove_timer(&self, key: TimerKey) {
+        self.timers.borrow_mut().remove(key);
+    }
+}

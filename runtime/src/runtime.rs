@@ -1,0 +1,122 @@
+//! [`Runtime`] ties the layers together: one reactor, one executor, on one thread.
+//!
+//! While [`Runtime::block_on`] runs, a thread-local *context* points at the runtime, so that
+//! [`spawn`](crate::spawn), the sockets and the timers can find their executor and reactor
+//! without being passed them. Outside `block_on` there is no context, and those calls panic with
+//! a message that says so.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::io;
+use std::rc::Rc;
+
+use crate::executor::Executor;
+use crate::reactor::Reactor;
+
+/// A single-threaded async runtime: an executor that polls tasks and a reactor that waits for
+/// sockets and timers.
+///
+/// Most programs need only [`block_on`](crate::block_on). A `Runtime` of your own lets you keep
+/// tasks across several `block_on` calls, or handle the error if the OS refuses the poller.
+///
+/// ```
+/// let rt = mini::Runtime::new()?;
+/// let n = rt.block_on(async { 1 + 1 });
+/// assert_eq!(n, 2);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Runtime {
+    handle: Handle,
+}
+
+/// What the thread-local context holds: the parts of the runtime that is running.
+#[derive(Clone, Debug)]
+pub(crate) struct Handle {
+    pub(crate) executor: Rc<Executor>,
+    pub(crate) reactor: Rc<Reactor>,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Handle>> = const { RefCell::new(None) };
+}
+
+/// The running runtime's parts; `what` names the caller in the panic message.
+pub(crate) fn current(what: &str) -> Handle {
+    CURRENT.with(|current| current.borrow().clone()).unwrap_or_else(|| {
+        panic!("{what} must be used inside a mini runtime (within mini::block_on)")
+    })
+}
+
+impl Runtime {
+    /// Creates a runtime: a poller (which needs a few descriptors) and an empty executor.
+    pub fn new() -> io::Result<Runtime> {
+        let reactor = Rc::new(Reactor::new()?);
+        let executor = Rc::new(Executor::new(reactor.notifier().clone()));
+        Ok(Runtime { handle: Handle { executor, reactor } })
+    }
+
+    /// Runs `future` to completion on this thread, running spawned tasks alongside it, and
+    /// returns its output. Tasks still unfinished when it returns stay in the runtime; they
+    /// run again in the next `block_on`, or are dropped with the runtime.
+    ///
+    /// # Panics
+    ///
+    /// If called from within another `block_on` on the same thread (the outer runtime would
+    /// stall), or if `future` panics.
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        let _enter = Enter::new(self.handle.clone());
+        self.handle.executor.block_on(&self.handle.reactor, future)
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.handle.executor.shutdown();
+    }
+}
+
+/// Installs the context for the duration of `block_on`, and removes it even on panic.
+struct Enter;
+
+impl Enter {
+    fn new(handle: Handle) -> Enter {
+        CURRENT.with(|current| {
+            let mut current = current.borrow_mut();
+            assert!(current.is_none(), "cannot call block_on from within a mini runtime");
+            *current = Some(handle);
+        });
+        Enter
+    }
+}
+
+impl Drop for Enter {
+    fn drop(&mut self) {
+        CURRENT.with(|current| current.borrow_mut().take());
+    }
+}
+
+/// Runs `future` to completion on a new [`Runtime`] and returns its output.
+///
+/// This is the usual entry point: everything async in the program happens inside it.
+///
+/// # Panics
+///
+/// If the OS refuses to create the poller (out of descriptors), if called from within another
+/// `block_on`, or if `future` panics. Use [`Runtime::new`] to handle the first as an error.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let out = mini::block_on(async {
+///     mini::time::sleep(Duration::from_millis(1)).await;
+///     "done"
+/// });
+/// assert_eq!(out, "done");
+/// ```
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    let runtime = Runtime::new().unwrap_or_else(|e| panic!("mini: cannot create a runtime: {e}"));
+    runtime.block_on(future)
+}

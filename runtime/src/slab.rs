@@ -1,0 +1,127 @@
+//! A slab with generations: a `Vec` of slots, reused after removal, addressed by keys that go
+//! stale when their slot is reused.
+//!
+//! Both the task table and the socket registry hand out keys that outlive the thing they name:
+//! a waker can be woken after its task finished, an event can arrive for a socket that was
+//! closed. A plain index would then name whatever took the slot next. So each slot counts how
+//! often it has been filled, a [`Key`] carries that count, and a lookup with an old count finds
+//! nothing.
+
+/// Names one occupant of one slot. Packs into a `u64` for the poller's token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Key {
+    index: u32,
+    generation: u32,
+}
+
+impl Key {
+    pub(crate) fn to_u64(self) -> u64 {
+        (u64::from(self.generation) << 32) | u64::from(self.index)
+    }
+
+    pub(crate) fn from_u64(raw: u64) -> Key {
+        Key { index: raw as u32, generation: (raw >> 32) as u32 }
+    }
+}
+
+#[derive(Debug)]
+struct Slot<T> {
+    generation: u32,
+    value: Option<T>,
+}
+
+/// Slots that are reused after removal; see the module docs.
+#[derive(Debug)]
+pub(crate) struct Slab<T> {
+    slots: Vec<Slot<T>>,
+    /// Indexes of empty slots, reused last-in first-out (the most recently freed is warm in cache).
+    free: Vec<u32>,
+    len: usize,
+}
+
+impl<T> Slab<T> {
+    pub(crate) const fn new() -> Slab<T> {
+        Slab { slots: Vec::new(), free: Vec::new(), len: 0 }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Inserts the value that `make` builds from the key it will be stored under (a task's
+    /// waker must know its own key).
+    pub(crate) fn insert_with(&mut self, make: impl FnOnce(Key) -> T) -> Key {
+        self.len += 1;
+        if let Some(index) = self.free.pop() {
+            let slot = &mut self.slots[index as usize];
+            // Wrapping after 2^32 reuses of one slot is accepted: a key that old is long gone.
+            slot.generation = slot.generation.wrapping_add(1);
+            let key = Key { index, generation: slot.generation };
+            slot.value = Some(make(key));
+            return key;
+        }
+        let index = u32::try_from(self.slots.len()).expect("mini: more than 2^32 live entries");
+        let key = Key { index, generation: 0 };
+        self.slots.push(Slot { generation: 0, value: Some(make(key)) });
+        key
+    }
+
+    pub(crate) fn get(&self, key: Key) -> Option<&T> {
+        let slot = self.slots.get(key.index as usize)?;
+        if slot.generation != key.generation {
+            return None;
+        }
+        slot.value.as_ref()
+    }
+
+    pub(crate) fn get_mut(&mut self, key: Key) -> Option<&mut T> {
+        let slot = self.slots.get_mut(key.index as usize)?;
+        if slot.generation != key.generation {
+            return None;
+        }
+        slot.value.as_mut()
+    }
+
+    pub(crate) fn remove(&mut self, key: Key) -> Option<T> {
+        let slot = self.slots.get_mut(key.index as usize)?;
+        if slot.generation != key.generation {
+            return None;
+        }
+        let value = slot.value.take()?;
+        self.free.push(key.index);
+        self.len -= 1;
+        Some(value)
+    }
+
+    /// Removes and returns every value, leaving the slab empty (generations are kept).
+    pub(crate) fn drain(&mut self) -> Vec<T> {
+        let mut out = Vec::with_capacity(self.len);
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            if let Some(value) = slot.value.take() {
+                self.free.push(index as u32);
+                out.push(value);
+            }
+        }
+        self.len = 0;
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reused_slot_does_not_answer_to_an_old_key() {
+        let mut slab = Slab::new();
+        let old = slab.insert_with(|_| "first");
+        assert_eq!(slab.remove(old), Some("first"));
+        let new = slab.insert_with(|_| "second");
+        assert_eq!(Key::from_u64(new.to_u64()), new);
+        assert_ne!(old, new, "the slot is reused under a new generation");
+        assert_eq!(slab.get(old), None);
+        assert_eq!(slab.remove(old), None);
+        assert_eq!(slab.get(new), Some(&"second"));
+        assert_eq!(slab.len(), 1);
+    }
+}

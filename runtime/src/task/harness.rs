@@ -1,0 +1,54 @@
+//! The wrapper around every spawned future: catches its panic, honours an abort, and delivers
+//! the result to the [`JoinHandle`](super::JoinHandle).
+
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+
+use super::join::{JoinError, JoinState};
+
+pin_project! {
+    /// A spawned future plus the slot its result goes to. Completes (so the executor drops it)
+    /// when the future completes, panics, or is aborted.
+    pub(crate) struct Harness<F: Future> {
+        #[pin]
+        future: F,
+        state: Rc<JoinState<F::Output>>,
+    }
+}
+
+impl<F: Future> Harness<F> {
+    pub(crate) fn new(future: F, state: Rc<JoinState<F::Output>>) -> Self {
+        Harness { future, state }
+    }
+}
+
+impl<F: Future> Future for Harness<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        if this.state.is_abort_requested() {
+            this.state.finish(Err(JoinError::cancelled()));
+            return Poll::Ready(());
+        }
+        // Unwind safety: after a panic the future is never polled again (we return Ready and
+        // the executor drops it), so no broken invariant of it can be observed.
+        match catch_unwind(AssertUnwindSafe(|| this.future.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => {
+                this.state.finish(Ok(output));
+                Poll::Ready(())
+            }
+            Err(payload) => {
+                log::error!("mini: a task panicked; its JoinHandle reports it");
+                this.state.finish(Err(JoinError::panic(payload)));
+                Poll::Ready(())
+            }
+        }
+    }
+}

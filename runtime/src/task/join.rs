@@ -1,0 +1,159 @@
+//! [`JoinHandle`]: awaiting a task's result, or aborting it.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use crate::executor::TaskWaker;
+
+/// The slot shared by a task's harness (which fills it) and its handle (which empties it).
+#[derive(Debug)]
+pub(crate) struct JoinState<T> {
+    result: RefCell<Option<Result<T, JoinError>>>,
+    /// The task that awaits the handle, woken when the result arrives.
+    waiter: RefCell<Option<Waker>>,
+    finished: Cell<bool>,
+    abort_requested: Cell<bool>,
+}
+
+impl<T> JoinState<T> {
+    pub(crate) fn new() -> Self {
+        JoinState {
+            result: RefCell::new(None),
+            waiter: RefCell::new(None),
+            finished: Cell::new(false),
+            abort_requested: Cell::new(false),
+        }
+    }
+
+    pub(crate) fn finish(&self, result: Result<T, JoinError>) {
+        *self.result.borrow_mut() = Some(result);
+        self.finished.set(true);
+        if let Some(waker) = self.waiter.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    pub(crate) fn is_abort_requested(&self) -> bool {
+        self.abort_requested.get()
+    }
+}
+
+/// An owned permission to await a spawned task's output, returned by [`spawn`](crate::spawn).
+///
+/// Awaiting it yields `Ok(output)`, or a [`JoinError`] if the task panicked or was aborted.
+/// Dropping it detaches the task, which keeps running.
+pub struct JoinHandle<T> {
+    state: Rc<JoinState<T>>,
+    task: Arc<TaskWaker>,
+}
+
+impl<T> JoinHandle<T> {
+    pub(crate) fn new(state: Rc<JoinState<T>>, task: Arc<TaskWaker>) -> Self {
+        JoinHandle { state, task }
+    }
+
+    /// Asks the task to stop. It is dropped the next time the executor reaches it, without
+    /// being polled again, and awaiting this handle then yields a cancelled [`JoinError`].
+    /// Has no effect on a task that already finished.
+    ///
+    /// ```
+    /// mini::block_on(async {
+    ///     let task = mini::spawn(std::future::pending::<()>());
+    ///     task.abort();
+    ///     assert!(task.await.unwrap_err().is_cancelled());
+    /// });
+    /// ```
+    pub fn abort(&self) {
+        if !self.state.finished.get() {
+            self.state.abort_requested.set(true);
+            futures_task::ArcWake::wake_by_ref(&self.task);
+        }
+    }
+
+    /// Whether the task has finished: completed, panicked or been aborted.
+    pub fn is_finished(&self) -> bool {
+        self.state.finished.get()
+    }
+}
+
+impl<T> Future for JoinHandle<T> {
+    type Output = Result<T, JoinError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(result) = self.state.result.borrow_mut().take() {
+            return Poll::Ready(result);
+        }
+        assert!(!self.state.finished.get(), "JoinHandle polled after it returned its result");
+        *self.state.waiter.borrow_mut() = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl<T> fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinHandle").field("finished", &self.is_finished()).finish()
+    }
+}
+
+/// Why a task produced no output: it panicked, or it was aborted.
+pub struct JoinError {
+    panic: Option<Box<dyn Any + Send + 'static>>,
+}
+
+impl JoinError {
+    pub(crate) fn cancelled() -> Self {
+        JoinError { panic: None }
+    }
+
+    pub(crate) fn panic(payload: Box<dyn Any + Send + 'static>) -> Self {
+        JoinError { panic: Some(payload) }
+    }
+
+    /// The task was stopped by [`JoinHandle::abort`].
+    pub fn is_cancelled(&self) -> bool {
+        self.panic.is_none()
+    }
+
+    /// The task panicked.
+    pub fn is_panic(&self) -> bool {
+        self.panic.is_some()
+    }
+
+    /// The value the task panicked with, to re-raise it with [`std::panic::resume_unwind`].
+    ///
+    /// # Panics
+    ///
+    /// If the task was cancelled rather than panicked.
+    pub fn into_panic(self) -> Box<dyn Any + Send + 'static> {
+        self.panic.expect("JoinError::into_panic on a cancelled task")
+    }
+
+    fn panic_message(&self) -> Option<&str> {
+        let payload = self.panic.as_ref()?;
+        payload.downcast_ref::<&str>().copied().or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+    }
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.panic, self.panic_message()) {
+            (None, _) => write!(f, "task was cancelled"),
+            (Some(_), Some(msg)) => write!(f, "task panicked: {msg}"),
+            (Some(_), None) => write!(f, "task panicked"),
+        }
+    }
+}
+
+impl fmt::Debug for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "JoinError({self})")
+    }
+}
+
+impl std::error::Error for JoinError {}

@@ -1,0 +1,208 @@
+//! Timers: [`sleep`], [`timeout`] and [`interval`].
+//!
+//! A timer is a deadline in the reactor's timer queue plus the waker of the task that waits for
+//! it. The reactor never sleeps in the poller past the earliest deadline, and after each wait
+//! it wakes the tasks whose deadlines have passed. A timer **never fires early**: the poller's
+//! millisecond timeout is rounded up, and [`Sleep`] compares against the clock itself before
+//! it reports completion. It may fire late, by as long as the thread is busy with other tasks.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use pin_project_lite::pin_project;
+
+use crate::reactor::{Reactor, TimerKey};
+
+/// Waits until `duration` has passed.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+///
+/// mini::block_on(async {
+///     let start = Instant::now();
+///     mini::time::sleep(Duration::from_millis(10)).await;
+///     assert!(start.elapsed() >= Duration::from_millis(10));
+/// });
+/// ```
+pub fn sleep(duration: Duration) -> Sleep {
+    sleep_until(Instant::now() + duration)
+}
+
+/// Waits until `deadline`.
+pub fn sleep_until(deadline: Instant) -> Sleep {
+    Sleep { deadline, registration: None }
+}
+
+/// The future returned by [`sleep`] and [`sleep_until`]. Dropping it cancels the timer.
+#[must_use = "futures do nothing unless awaited"]
+pub struct Sleep {
+    deadline: Instant,
+    /// Set on the first poll that finds the deadline in the future.
+    registration: Option<(Rc<Reactor>, TimerKey)>,
+}
+
+impl Sleep {
+    /// The instant this sleep completes.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Moves the deadline, as if the sleep had been created with the new one.
+    pub fn reset(&mut self, deadline: Instant) {
+        self.cancel();
+        self.deadline = deadline;
+    }
+
+    fn cancel(&mut self) {
+        if let Some((reactor, key)) = self.registration.take() {
+            reactor.remove_timer(key);
+        }
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if Instant::now() >= self.deadline {
+            self.cancel();
+            return Poll::Ready(());
+        }
+        if let Some((reactor, key)) = &self.registration {
+            if reactor.update_timer(*key, cx.waker()) {
+                return Poll::Pending;
+            }
+        }
+        // First poll, or the timer fired a little before the clock reached the deadline
+        // (coarse clocks): register (again).
+        let reactor = crate::runtime::current("mini::time::sleep").reactor;
+        let key = reactor.insert_timer(self.deadline, cx.waker().clone());
+        log::trace!("timer: task sleeps until {:?} from now", self.deadline - Instant::now());
+        self.registration = Some((reactor, key));
+        Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}
+
+impl fmt::Debug for Sleep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sleep").field("deadline", &self.deadline).finish()
+    }
+}
+
+/// Runs `future`, but gives up with [`Elapsed`] if it has not finished within `duration`.
+/// Giving up drops the future.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// mini::block_on(async {
+///     let slow = std::future::pending::<()>();
+///     let result = mini::time::timeout(Duration::from_millis(5), slow).await;
+///     assert!(result.is_err());
+///     let fast = async { 7 };
+///     assert_eq!(mini::time::timeout(Duration::from_secs(5), fast).await, Ok(7));
+/// });
+/// ```
+pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
+    Timeout { future, sleep: sleep(duration) }
+}
+
+pin_project! {
+    /// The future returned by [`timeout`].
+    #[must_use = "futures do nothing unless awaited"]
+    #[derive(Debug)]
+    pub struct Timeout<F> {
+        #[pin]
+        future: F,
+        sleep: Sleep,
+    }
+}
+
+impl<F: Future> Future for Timeout<F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        // The future first: one that is ready at the deadline still counts as in time.
+        if let Poll::Ready(output) = this.future.poll(cx) {
+            return Poll::Ready(Ok(output));
+        }
+        Pin::new(this.sleep).poll(cx).map(|()| Err(Elapsed(())))
+    }
+}
+
+/// The error of a [`timeout`] whose deadline passed first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed(());
+
+impl fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("deadline has elapsed")
+    }
+}
+
+impl std::error::Error for Elapsed {}
+
+impl From<Elapsed> for std::io::Error {
+    fn from(e: Elapsed) -> Self {
+        std::io::Error::new(std::io::ErrorKind::TimedOut, e)
+    }
+}
+
+/// A stream of instants `period` apart: the first tick completes at once.
+///
+/// If a tick is awaited late (the task was busy), the missed ticks are skipped, not made up in a
+/// burst: the next one is due a whole `period` after the late one.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// mini::block_on(async {
+///     let mut every = mini::time::interval(Duration::from_millis(2));
+///     let first = every.tick().await;
+///     let second = every.tick().await;
+///     assert!(second - first >= Duration::from_millis(2));
+/// });
+/// ```
+///
+/// # Panics
+///
+/// If `period` is zero.
+pub fn interval(period: Duration) -> Interval {
+    assert!(period > Duration::ZERO, "mini::time::interval needs a non-zero period");
+    Interval { period, sleep: sleep_until(Instant::now()) }
+}
+
+/// Ticks at a fixed period; made by [`interval`].
+#[derive(Debug)]
+pub struct Interval {
+    period: Duration,
+    sleep: Sleep,
+}
+
+impl Interval {
+    /// Waits for the next tick and returns the instant it was due.
+    pub async fn tick(&mut self) -> Instant {
+        let due = self.sleep.deadline();
+        (&mut self.sleep).await;
+        let now = Instant::now();
+        let next = if due + self.period > now { due + self.period } else { now + self.period };
+        self.sleep.reset(next);
+        due
+    }
+
+    /// The time between ticks.
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+}

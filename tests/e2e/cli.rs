@@ -1,0 +1,127 @@
+//! The binary's command line: help and version, rejected arguments, start-up errors, signals,
+//! and the `echo client` subcommand.
+//!
+//! Every invocation runs under a deadline ([`run`], [`Server::wait_exit`]), because the typical
+//! failure here is not a wrong answer but a process that never exits.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use crate::util::{connect, describe, echo_once, run, Server, RUNTIMES};
+
+/// How quickly a server must exit after SIGTERM or SIGINT.
+const PROMPTLY: Duration = Duration::from_secs(5);
+
+#[test]
+fn help_exits_zero_and_documents_each_runtime_and_flag() {
+    let out = run(&["--help"], b"");
+    assert!(out.status.success(), "--help: {}", out.describe());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for word in RUNTIMES.iter().chain(&["--runtime", "--addr", "--upper", "client"]) {
+        assert!(help.contains(word), "--help does not mention {word:?}:\n{help}");
+    }
+}
+
+#[test]
+fn version_exits_zero_and_prints_the_version() {
+    let out = run(&["--version"], b"");
+    assert!(out.status.success(), "--version: {}", out.describe());
+    let version = env!("CARGO_PKG_VERSION");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains(version), "--version printed {printed:?}, expected {version}");
+}
+
+#[test]
+fn unknown_runtime_is_rejected() {
+    // --addr port 0: should the runtime be accepted by mistake, the server binds no fixed port.
+    let out = run(&["--runtime", "no-such-runtime", "--addr", "127.0.0.1:0"], b"");
+    assert!(!out.status.success(), "an unknown runtime was accepted: {}", out.describe());
+    assert!(out.stderr.contains("no-such-runtime"), "stderr does not name it: {}", out.describe());
+}
+
+#[test]
+fn unknown_flag_is_rejected() {
+    let out = run(&["--no-such-flag", "--addr", "127.0.0.1:0"], b"");
+    assert!(!out.status.success(), "an unknown flag was accepted: {}", out.describe());
+    assert!(out.stderr.contains("--no-such-flag"), "stderr does not name it: {}", out.describe());
+}
+
+#[test]
+fn unparsable_address_is_an_error() {
+    let out = run(&["--addr", "not-an-address"], b"");
+    assert!(!out.status.success(), "a bad address was accepted: {}", out.describe());
+    assert!(out.stderr.contains("error"), "no error on stderr: {}", out.describe());
+}
+
+/// Every server reports an address in use and exits non-zero instead of hanging or serving.
+#[test]
+fn address_in_use_is_an_error_naming_the_address() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind a listener on port 0");
+    let addr = taken.local_addr().unwrap().to_string();
+    for runtime in RUNTIMES {
+        let out = run(&["--runtime", runtime, "--addr", &addr], b"");
+        assert!(!out.status.success(), "{runtime}: bound {addr} twice: {}", out.describe());
+        assert!(
+            out.stderr.contains(&addr),
+            "{runtime}: stderr does not name {addr}: {}",
+            out.describe()
+        );
+    }
+}
+
+#[test]
+fn sigterm_exits_zero_promptly() {
+    stops_on_signal(libc::SIGTERM, "SIGTERM");
+}
+
+#[test]
+fn sigint_exits_zero_promptly() {
+    stops_on_signal(libc::SIGINT, "SIGINT");
+}
+
+/// Each server, with a client connected and idle, gets `signal` and must exit 0 within
+/// [`PROMPTLY`]. All servers are tried; the failures are reported together.
+fn stops_on_signal(signal: libc::c_int, name: &str) {
+    let mut failures = Vec::new();
+    for runtime in RUNTIMES {
+        let mut server = Server::start(runtime, &[]);
+        let client = connect(server.addr());
+        assert_eq!(echo_once(&client, b"ping\n").expect("echo before the signal"), b"ping\n");
+        server.signal(signal);
+        match server.wait_exit(PROMPTLY) {
+            Some(status) if status.code() == Some(0) => {}
+            status => failures
+                .push(format!("{runtime}: after {name}: {} within {PROMPTLY:?}", describe(status))),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+const LINES: &str =
+    "hello\nMixed Case Line 42\n\n  spaces and\ttabs  \nnon-ASCII: été 東京\nlast\n";
+
+#[test]
+fn client_prints_each_line_back() {
+    let server = Server::start("threaded", &[]);
+    let out = run(&["client", "--addr", &server.addr().to_string()], LINES.as_bytes());
+    assert!(out.status.success(), "echo client: {}", out.describe());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), LINES, "{}", out.describe());
+}
+
+#[test]
+fn client_against_upper_server_prints_lines_upper_cased() {
+    let server = Server::start("threaded", &["--upper"]);
+    let out = run(&["client", "--addr", &server.addr().to_string()], LINES.as_bytes());
+    assert!(out.status.success(), "echo client: {}", out.describe());
+    let want = LINES.to_ascii_uppercase();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), want, "{}", out.describe());
+}
+
+#[test]
+fn client_without_server_is_an_error() {
+    // A port that was just free: bind port 0, note the address, close the listener.
+    let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let out = run(&["client", "--addr", &addr], b"hello\n");
+    assert!(!out.status.success(), "client without a server succeeded: {}", out.describe());
+    assert!(out.stderr.contains("error"), "no error on stderr: {}", out.describe());
+}

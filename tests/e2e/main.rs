@@ -1,0 +1,11 @@
+//! End-to-end tests of the `echo` binary: each test starts the real binary as a child process
+//! and talks to it over TCP on 127.0.0.1, port 0, as a user would.
+//!
+//! One test binary (one link) holding a list of modules:
+//! - `util`: start/reap servers, bounded socket I/O, deadlines, descriptor counts;
+//! - `echo_servers`: one suite generated for each server (`mini`, `threaded`, `spin`, `select`);
+//! - `cli`: flags, errors, signals and the `client` subcommand.
+
+mod cli;
+mod echo_servers;
+mod util;
