@@ -37,19 +37,26 @@ use std::time::Duration;
 use std::{process, thread};
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 /// Where servers listen and the client connects unless told otherwise.
 const DEFAULT_ADDR: &str = "127.0.0.1:7878";
 
-/// How long a server leaves its listener alone after `accept` fails.
+/// How long a server leaves its listener alone after `accept` fails for want of resources.
 ///
-/// Most accept errors concern one connection, but some (out of descriptors: EMFILE, ENFILE) leave
-/// the listener ready while every accept fails again; retrying at once would only spin and flood
-/// the log. Connections already open keep being served during the pause.
+/// Most accept errors concern one connection, and the server simply accepts the next. But out of
+/// descriptors or memory (see [`out_of_resources`]) the listener stays ready while every accept
+/// fails again; retrying at once would only spin and flood the log. Connections already open
+/// keep being served during the pause.
 pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// Whether an `accept` error means the process or system ran out of something (descriptors,
+/// buffers, memory) rather than that one connection failed: then pause for [`ACCEPT_PAUSE`].
+pub fn out_of_resources(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
+}
 
 /// A TCP echo server written in several I/O models, for contrast.
 #[derive(Debug, Parser)]
@@ -66,6 +73,11 @@ struct Cli {
     /// Reply with ASCII letters upper-cased instead of the bytes unchanged.
     #[arg(long)]
     upper: bool,
+
+    /// Poller backend of the mini runtime (epoll, poll or select; only those compiled in, see
+    /// --version). Default: $MINI_BACKEND, else the best compiled in. Only for --runtime mini.
+    #[arg(long, value_parser = parse_backend)]
+    backend: Option<::mini::Backend>,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -95,11 +107,11 @@ enum Model {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = parse_cli();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let result = match cli.command {
         Some(Command::Client { addr }) => client::run(addr),
-        None => run_server(cli.runtime, cli.addr, cli.upper),
+        None => run_server(&cli),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -111,8 +123,25 @@ fn main() -> ExitCode {
     }
 }
 
-/// Binds `addr`, announces it and serves with `model`. Returns only on error.
-fn run_server(model: Model, addr: SocketAddr, upper: bool) -> Result<()> {
+fn parse_backend(name: &str) -> Result<::mini::Backend, ::mini::UnknownBackend> {
+    name.parse()
+}
+
+/// Parses the command line; `--version` also lists the runtime's compiled-in backends.
+fn parse_cli() -> Cli {
+    let backends: Vec<_> = ::mini::Backend::compiled().iter().map(|b| b.name()).collect();
+    let version = format!("{} (mini backends: {})", env!("CARGO_PKG_VERSION"), backends.join(", "));
+    // clap wants a 'static version string; this one is made once per run.
+    let matches = Cli::command().version(version.leak() as &str).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// Binds the address, announces it and serves with the chosen model. Returns only on error.
+fn run_server(cli: &Cli) -> Result<()> {
+    let (model, addr, upper) = (cli.runtime, cli.addr, cli.upper);
+    if cli.backend.is_some() && !matches!(model, Model::Mini) {
+        anyhow::bail!("--backend applies only to --runtime mini");
+    }
     exit_on_signals()?;
     let listener = listen::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr().context("cannot read the bound address")?;
@@ -122,7 +151,7 @@ fn run_server(model: Model, addr: SocketAddr, upper: bool) -> Result<()> {
     drop(stdout);
 
     let served: io::Result<Infallible> = match model {
-        Model::Mini => mini::serve(listener, upper),
+        Model::Mini => mini::serve(listener, upper, cli.backend),
         Model::Threaded => threaded::serve(listener, upper),
         Model::Spin => spin::serve(listener, upper),
         Model::Select => select::serve(listener, upper),

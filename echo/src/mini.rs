@@ -10,7 +10,7 @@
 //!
 //! # What the thread does while waiting
 //!
-//! When no task can run, the runtime sleeps in `epoll_wait` (with the default `epoll` backend)
+//! When no task can run, the runtime sleeps in its poller (`epoll_wait` with the default backend)
 //! until a socket a task waits on becomes ready, then wakes exactly that task. No CPU is used
 //! while idle.
 //!
@@ -36,9 +36,20 @@ use crate::transform;
 /// Bytes read at a time. Kept on the heap so that each task's future stays small.
 const BUF_SIZE: usize = 16 * 1024;
 
-/// Serves echo on `listener` until the process exits.
-pub fn serve(listener: std::net::TcpListener, upper: bool) -> io::Result<Infallible> {
-    ::mini::Runtime::new()?.block_on(async move {
+/// Serves echo on `listener` until the process exits, on the given poller backend (else the
+/// runtime's default: `MINI_BACKEND`, else the best compiled in).
+pub fn serve(
+    listener: std::net::TcpListener,
+    upper: bool,
+    backend: Option<::mini::Backend>,
+) -> io::Result<Infallible> {
+    let mut builder = ::mini::Runtime::builder();
+    if let Some(backend) = backend {
+        builder = builder.backend(backend);
+    }
+    let runtime = builder.build()?;
+    info!("mini runtime on the {} backend", runtime.backend());
+    runtime.block_on(async move {
         let listener = ::mini::net::TcpListener::from_std(listener)?;
         loop {
             match listener.accept().await {
@@ -48,14 +59,18 @@ pub fn serve(listener: std::net::TcpListener, upper: bool) -> io::Result<Infalli
                     ::mini::spawn(async move {
                         match handle(stream, upper).await {
                             Ok(()) => debug!("closed {peer}"),
-                            Err(e) => info!("closing {peer} after an error: {e}"),
+                            Err(e) => debug!("closing {peer} after an error: {e}"),
                         }
                     });
                 }
                 Err(e) => {
+                    // E.g. the select backend refusing a descriptor >= FD_SETSIZE: that one
+                    // connection is closed, the others are not disturbed.
                     warn!("accept failed: {e}");
-                    // Only this task waits; the connections keep being served meanwhile.
-                    ::mini::time::sleep(crate::ACCEPT_PAUSE).await;
+                    if crate::out_of_resources(&e) {
+                        // Only this task waits; the connections keep being served meanwhile.
+                        ::mini::time::sleep(crate::ACCEPT_PAUSE).await;
+                    }
                 }
             }
         }

@@ -36,7 +36,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::ptr;
 use std::time::{Duration, Instant};
 
-use log::{debug, info, warn};
+use log::{debug, warn};
 
 use crate::conn::{would_wait, Conn, Status};
 
@@ -122,7 +122,7 @@ pub fn serve(listener: TcpListener, upper: bool) -> io::Result<Infallible> {
                     false
                 }
                 Err(e) => {
-                    info!("closing {} after an error: {e}", conn.peer);
+                    debug!("closing {} after an error: {e}", conn.peer);
                     false
                 }
             }
@@ -153,7 +153,9 @@ pub fn serve(listener: TcpListener, upper: bool) -> io::Result<Infallible> {
                     Err(e) if would_wait(&e) => break,
                     Err(e) => {
                         warn!("accept failed: {e}");
-                        accept_again_at = Instant::now() + crate::ACCEPT_PAUSE;
+                        if crate::out_of_resources(&e) {
+                            accept_again_at = Instant::now() + crate::ACCEPT_PAUSE;
+                        }
                         break;
                     }
                 }

@@ -24,7 +24,7 @@ use std::io;
 use std::net::TcpListener;
 use std::time::Instant;
 
-use log::{debug, info, warn};
+use log::{debug, warn};
 
 use crate::conn::{would_wait, Conn, Status};
 
@@ -48,7 +48,9 @@ pub fn serve(listener: TcpListener, upper: bool) -> io::Result<Infallible> {
                 Err(e) if would_wait(&e) => {}
                 Err(e) => {
                     warn!("accept failed: {e}");
-                    accept_again_at = Instant::now() + crate::ACCEPT_PAUSE;
+                    if crate::out_of_resources(&e) {
+                        accept_again_at = Instant::now() + crate::ACCEPT_PAUSE;
+                    }
                 }
             }
         }
@@ -61,7 +63,7 @@ pub fn serve(listener: TcpListener, upper: bool) -> io::Result<Infallible> {
                 false
             }
             Err(e) => {
-                info!("closing {} after an error: {e}", conn.peer);
+                debug!("closing {} after an error: {e}", conn.peer);
                 false
             }
         });

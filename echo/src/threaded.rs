@@ -24,7 +24,7 @@ use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::thread;
 
-use log::{debug, info, warn};
+use log::{debug, warn};
 
 use crate::transform;
 
@@ -38,8 +38,10 @@ pub fn serve(listener: TcpListener, upper: bool) -> io::Result<Infallible> {
             Ok(accepted) => accepted,
             Err(e) => {
                 warn!("accept failed: {e}");
-                // Blocking is this model's way to wait, including for the pause after an error.
-                thread::sleep(crate::ACCEPT_PAUSE);
+                if crate::out_of_resources(&e) {
+                    // Blocking is this model's way to wait, including for the pause.
+                    thread::sleep(crate::ACCEPT_PAUSE);
+                }
                 continue;
             }
         };
@@ -48,7 +50,7 @@ pub fn serve(listener: TcpListener, upper: bool) -> io::Result<Infallible> {
             thread::Builder::new().name(format!("conn {peer}")).spawn(move || {
                 match handle(stream, upper) {
                     Ok(()) => debug!("closed {peer}"),
-                    Err(e) => info!("closing {peer} after an error: {e}"),
+                    Err(e) => debug!("closing {peer} after an error: {e}"),
                 }
             });
         // On failure the closure, and the stream inside it, is dropped: the socket is closed.

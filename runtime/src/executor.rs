@@ -101,7 +101,11 @@ impl std::fmt::Debug for Executor {
 
 impl Executor {
     pub(crate) fn new(notifier: Arc<Notifier>) -> Executor {
-        let queue = RunQueue { queue: Mutex::new(VecDeque::new()), parked: AtomicBool::new(false), notifier };
+        let queue = RunQueue {
+            queue: Mutex::new(VecDeque::new()),
+            parked: AtomicBool::new(false),
+            notifier,
+        };
         Executor { tasks: RefCell::new(Slab::new()), queue: Arc::new(queue) }
     }
 
@@ -126,8 +130,11 @@ impl Executor {
     /// Runs `main` to completion, and every spawned task alongside it.
     pub(crate) fn block_on<F: Future>(&self, reactor: &Reactor, main: F) -> F::Output {
         let mut main = pin!(main);
-        let main_waker =
-            Arc::new(TaskWaker { id: MAIN_ID, scheduled: AtomicBool::new(false), queue: self.queue.clone() });
+        let main_waker = Arc::new(TaskWaker {
+            id: MAIN_ID,
+            scheduled: AtomicBool::new(false),
+            queue: self.queue.clone(),
+        });
         let mut main_woken = true;
         let mut batch = VecDeque::new();
         loop {

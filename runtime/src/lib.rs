@@ -3,7 +3,7 @@
 //! `mini` runs many socket conversations on one thread. Each conversation is a *task* (a
 //! future); a task that would have to wait for the network returns `Pending` instead, after
 //! leaving a *waker* with the *reactor*; the reactor waits for all sockets at once in the OS
-//! *poller* (epoll) and wakes exactly the tasks whose sockets became ready. An idle server
+//! *poller* (epoll by default) and wakes exactly the tasks whose sockets became ready. An idle server
 //! therefore uses no CPU at all, however many clients sit connected.
 //!
 //! ```
@@ -41,8 +41,8 @@
 //!
 //! Each layer knows only the one below it; registrations flow down, wake-ups flow up.
 //!
-//! 1. `sys`: the poller, a thin safe wrapper over epoll plus an eventfd to wake it from
-//!    other threads. It moves tokens, and knows nothing of tasks.
+//! 1. `sys`: the poller, a thin safe wrapper over epoll, poll or select (see [`Backend`]) plus
+//!    an eventfd to wake it from other threads. It moves tokens, and knows nothing of tasks.
 //! 2. `reactor`: the registry of sockets (readiness and waiting wakers, keyed by token) and the
 //!    timers. One `turn` waits once and wakes what became ready.
 //! 3. `executor`: the run queue and the loop of [`block_on`]: poll what is ready, sleep in the
@@ -71,5 +71,11 @@ mod task;
 pub mod net;
 pub mod time;
 
-pub use runtime::{block_on, Runtime};
+pub use runtime::{block_on, Builder, Runtime, BACKEND_ENV};
+pub use sys::{Backend, UnknownBackend};
 pub use task::{spawn, yield_now, JoinError, JoinHandle, YieldNow};
+
+/// The README's Rust example, compiled as a doctest so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

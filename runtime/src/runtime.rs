@@ -12,6 +12,7 @@ use std::rc::Rc;
 
 use crate::executor::Executor;
 use crate::reactor::Reactor;
+use crate::sys::Backend;
 
 /// A single-threaded async runtime: an executor that polls tasks and a reactor that waits for
 /// sockets and timers.
@@ -49,11 +50,20 @@ pub(crate) fn current(what: &str) -> Handle {
 }
 
 impl Runtime {
-    /// Creates a runtime: a poller (which needs a few descriptors) and an empty executor.
+    /// Creates a runtime with the default settings: a poller (which needs a few descriptors)
+    /// and an empty executor. Same as `Runtime::builder().build()`.
     pub fn new() -> io::Result<Runtime> {
-        let reactor = Rc::new(Reactor::new()?);
-        let executor = Rc::new(Executor::new(reactor.notifier().clone()));
-        Ok(Runtime { handle: Handle { executor, reactor } })
+        Runtime::builder().build()
+    }
+
+    /// Starts configuring a runtime.
+    pub fn builder() -> Builder {
+        Builder { backend: None }
+    }
+
+    /// The poller backend this runtime waits in.
+    pub fn backend(&self) -> Backend {
+        self.handle.reactor.backend()
     }
 
     /// Runs `future` to completion on this thread, running spawned tasks alongside it, and
@@ -73,6 +83,42 @@ impl Runtime {
 impl Drop for Runtime {
     fn drop(&mut self) {
         self.handle.executor.shutdown();
+    }
+}
+
+/// Configures a [`Runtime`]; made by [`Runtime::builder`].
+#[derive(Debug, Clone)]
+pub struct Builder {
+    backend: Option<Backend>,
+}
+
+/// The environment variable that picks a backend when the builder was not told one.
+pub const BACKEND_ENV: &str = "MINI_BACKEND";
+
+impl Builder {
+    /// Waits in `backend`, which must be compiled in. Without this, the backend named by the
+    /// `MINI_BACKEND` environment variable is used, else [`Backend::best`].
+    pub fn backend(mut self, backend: Backend) -> Builder {
+        self.backend = Some(backend);
+        self
+    }
+
+    /// Creates the runtime. Fails if the chosen backend is not compiled in, if `MINI_BACKEND`
+    /// names no backend, or if the OS refuses the poller.
+    pub fn build(self) -> io::Result<Runtime> {
+        let backend = match self.backend {
+            Some(backend) => backend,
+            None => match std::env::var(BACKEND_ENV) {
+                Ok(name) => name.parse().map_err(|e| {
+                    io::Error::new(io::ErrorKind::InvalidInput, format!("{BACKEND_ENV}: {e}"))
+                })?,
+                Err(_) => Backend::best(),
+            },
+        };
+        let reactor = Rc::new(Reactor::new(backend)?);
+        log::debug!("mini: runtime uses the {backend} backend");
+        let executor = Rc::new(Executor::new(reactor.notifier().clone()));
+        Ok(Runtime { handle: Handle { executor, reactor } })
     }
 }
 

@@ -53,48 +53,68 @@ fn unparsable_address_is_an_error() {
     assert!(out.stderr.contains("error"), "no error on stderr: {}", out.describe());
 }
 
-/// Every server reports an address in use and exits non-zero instead of hanging or serving.
-#[test]
-fn address_in_use_is_an_error_naming_the_address() {
+/// Generates `mod CASE { fn mini(), fn threaded(), ... }`: one `#[test]` per server calling
+/// `CASE(runtime)`, so that each server's failure is reported on its own.
+macro_rules! per_runtime {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            #[test]
+            fn mini() {
+                super::$case("mini");
+            }
+            #[test]
+            fn threaded() {
+                super::$case("threaded");
+            }
+            #[test]
+            fn spin() {
+                super::$case("spin");
+            }
+            #[test]
+            fn select() {
+                super::$case("select");
+            }
+        }
+    )*};
+}
+
+per_runtime!(address_in_use_is_an_error, sigterm_exits_zero_promptly, sigint_exits_zero_promptly);
+
+/// The server reports an address in use, naming it, and exits non-zero instead of hanging.
+fn address_in_use_is_an_error(runtime: &str) {
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind a listener on port 0");
     let addr = taken.local_addr().unwrap().to_string();
-    for runtime in RUNTIMES {
-        let out = run(&["--runtime", runtime, "--addr", &addr], b"");
-        assert!(!out.status.success(), "{runtime}: bound {addr} twice: {}", out.describe());
-        assert!(
-            out.stderr.contains(&addr),
-            "{runtime}: stderr does not name {addr}: {}",
-            out.describe()
-        );
-    }
+    let out = run(&["--runtime", runtime, "--addr", &addr], b"");
+    assert!(!out.status.success(), "{runtime}: bound {addr} twice: {}", out.describe());
+    assert!(
+        out.stderr.contains(&addr),
+        "{runtime}: stderr does not name {addr}: {}",
+        out.describe()
+    );
 }
 
-#[test]
-fn sigterm_exits_zero_promptly() {
-    stops_on_signal(libc::SIGTERM, "SIGTERM");
+fn sigterm_exits_zero_promptly(runtime: &str) {
+    stops_on_signal(runtime, libc::SIGTERM, "SIGTERM");
 }
 
-#[test]
-fn sigint_exits_zero_promptly() {
-    stops_on_signal(libc::SIGINT, "SIGINT");
+fn sigint_exits_zero_promptly(runtime: &str) {
+    stops_on_signal(runtime, libc::SIGINT, "SIGINT");
 }
 
-/// Each server, with a client connected and idle, gets `signal` and must exit 0 within
-/// [`PROMPTLY`]. All servers are tried; the failures are reported together.
-fn stops_on_signal(signal: libc::c_int, name: &str) {
-    let mut failures = Vec::new();
-    for runtime in RUNTIMES {
-        let mut server = Server::start(runtime, &[]);
-        let client = connect(server.addr());
-        assert_eq!(echo_once(&client, b"ping\n").expect("echo before the signal"), b"ping\n");
-        server.signal(signal);
-        match server.wait_exit(PROMPTLY) {
-            Some(status) if status.code() == Some(0) => {}
-            status => failures
-                .push(format!("{runtime}: after {name}: {} within {PROMPTLY:?}", describe(status))),
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+/// The server, with a client connected and idle, gets `signal` and must exit 0 within
+/// [`PROMPTLY`].
+fn stops_on_signal(runtime: &str, signal: libc::c_int, name: &str) {
+    let mut server = Server::start(runtime, &[]);
+    let client = connect(server.addr());
+    let got = echo_once(&client, b"ping\n").expect("echo before the signal");
+    assert_eq!(got, b"ping\n", "{runtime}: echo before the signal");
+    server.signal(signal);
+    let status = server.wait_exit(PROMPTLY);
+    assert!(
+        status.is_some_and(|s| s.code() == Some(0)),
+        "{runtime}: after {name}: {} within {PROMPTLY:?}, expected exit status 0",
+        describe(status)
+    );
 }
 
 const LINES: &str =

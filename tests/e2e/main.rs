@@ -4,8 +4,12 @@
 //! One test binary (one link) holding a list of modules:
 //! - `util`: start/reap servers, bounded socket I/O, deadlines, descriptor counts;
 //! - `echo_servers`: one suite generated for each server (`mini`, `threaded`, `spin`, `select`);
-//! - `cli`: flags, errors, signals and the `client` subcommand.
+//! - `cli`: flags, errors, signals and the `client` subcommand;
+//! - `backends`: the `mini` server on epoll, poll and select past descriptor 1024 (only in a
+//!   build with all three backends).
 
+#[cfg(all(feature = "epoll", feature = "poll", feature = "select"))]
+mod backends;
 mod cli;
 mod echo_servers;
 mod util;

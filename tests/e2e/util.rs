@@ -360,8 +360,16 @@ pub fn read_to_eof(mut stream: &TcpStream, expected: usize) -> io::Result<Vec<u8
     Ok(got)
 }
 
+/// Adds the progress to a read error, and names a timeout as such (it surfaces as EAGAIN).
 fn after(e: io::Error, got: usize, expected: usize) -> io::Error {
-    io::Error::new(e.kind(), format!("{e} (after {got} of {expected} expected bytes)"))
+    let progress = format!("after {got} of {expected} expected bytes");
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("nothing arrived for {IO_TIMEOUT:?} (read timeout), {progress}"),
+        ),
+        kind => io::Error::new(kind, format!("{e}, {progress}")),
+    }
 }
 
 /// `len` pseudo-random bytes; the seed makes failures reproducible.

@@ -17,7 +17,11 @@ impl StreamIo {
         self.0.get_ref()
     }
 
-    pub(crate) fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    pub(crate) fn poll_read(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
         let n = ready!(self.0.poll_io(cx, Direction::Read, |mut s| s.read(buf)))?;
         // A read that did not fill the buffer emptied the kernel's: waiting now saves the
         // syscall that would only say EWOULDBLOCK.

@@ -61,7 +61,8 @@ impl TcpListener {
     /// The poll form of [`accept`](Self::accept), for hand-written futures.
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
         let fd = self.source.get_ref().as_raw_fd();
-        let (stream, peer) = std::task::ready!(self.source.poll_io(cx, Direction::Read, |_| socket::accept(fd)))?;
+        let (stream, peer) =
+            std::task::ready!(self.source.poll_io(cx, Direction::Read, |_| socket::accept(fd)))?;
         log::trace!("fd {fd}: accepted a connection from {peer}");
         Poll::Ready(Ok((TcpStream::from_nonblocking(stream)?, peer)))
     }

@@ -18,7 +18,12 @@ pub(crate) fn accept(fd: RawFd) -> io::Result<(net::TcpStream, SocketAddr)> {
     let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
     // SAFETY: `storage` and `len` are live and writable; `len` holds the storage's true size,
     // so the kernel writes within it.
-    let conn = syscall!(accept4(fd, (&mut storage as *mut libc::sockaddr_storage).cast(), &mut len, flags))?;
+    let conn = syscall!(accept4(
+        fd,
+        (&mut storage as *mut libc::sockaddr_storage).cast(),
+        &mut len,
+        flags
+    ))?;
     // SAFETY: accept4 just returned this descriptor, and nothing else owns it.
     let stream = net::TcpStream::from(unsafe { OwnedFd::from_raw_fd(conn) });
     Ok((stream, to_socket_addr(&storage)?))
@@ -74,8 +79,12 @@ impl RawAddr {
     /// A pointer to the structure and its size, valid while `self` is.
     fn as_ptr(&self) -> (*const libc::sockaddr, libc::socklen_t) {
         match self {
-            RawAddr::V4(a) => ((a as *const libc::sockaddr_in).cast(), mem::size_of_val(a) as libc::socklen_t),
-            RawAddr::V6(a) => ((a as *const libc::sockaddr_in6).cast(), mem::size_of_val(a) as libc::socklen_t),
+            RawAddr::V4(a) => {
+                ((a as *const libc::sockaddr_in).cast(), mem::size_of_val(a) as libc::socklen_t)
+            }
+            RawAddr::V6(a) => {
+                ((a as *const libc::sockaddr_in6).cast(), mem::size_of_val(a) as libc::socklen_t)
+            }
         }
     }
 }
@@ -86,17 +95,23 @@ fn to_socket_addr(storage: &libc::sockaddr_storage) -> io::Result<SocketAddr> {
         libc::AF_INET => {
             // SAFETY: the family says the kernel wrote a sockaddr_in; sockaddr_storage is
             // large enough and suitably aligned for every sockaddr type.
-            let a: libc::sockaddr_in = unsafe { *(storage as *const libc::sockaddr_storage).cast() };
+            let a: libc::sockaddr_in =
+                unsafe { *(storage as *const libc::sockaddr_storage).cast() };
             let ip = a.sin_addr.s_addr.to_ne_bytes().into();
             Ok(SocketAddrV4::new(ip, u16::from_be(a.sin_port)).into())
         }
         libc::AF_INET6 => {
             // SAFETY: as above, for sockaddr_in6.
-            let a: libc::sockaddr_in6 = unsafe { *(storage as *const libc::sockaddr_storage).cast() };
+            let a: libc::sockaddr_in6 =
+                unsafe { *(storage as *const libc::sockaddr_storage).cast() };
             let ip = a.sin6_addr.s6_addr.into();
-            Ok(SocketAddrV6::new(ip, u16::from_be(a.sin6_port), a.sin6_flowinfo, a.sin6_scope_id).into())
+            Ok(SocketAddrV6::new(ip, u16::from_be(a.sin6_port), a.sin6_flowinfo, a.sin6_scope_id)
+                .into())
         }
-        other => Err(io::Error::new(io::ErrorKind::InvalidData, format!("unexpected address family {other}"))),
+        other => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unexpected address family {other}"),
+        )),
     }
 }
 
@@ -114,7 +129,11 @@ mod tests {
             let (ptr, len) = raw_addr.as_ptr();
             // SAFETY: `ptr` is valid for `len` bytes and `len` fits in the storage.
             unsafe {
-                std::ptr::copy_nonoverlapping(ptr.cast::<u8>(), (&mut storage as *mut libc::sockaddr_storage).cast::<u8>(), len as usize)
+                std::ptr::copy_nonoverlapping(
+                    ptr.cast::<u8>(),
+                    (&mut storage as *mut libc::sockaddr_storage).cast::<u8>(),
+                    len as usize,
+                )
             };
             assert_eq!(to_socket_addr(&storage).unwrap(), addr);
         }

@@ -28,7 +28,7 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use crate::slab::{Key, Slab};
-use crate::sys::{Event, Interest, Notifier, Poller, NOTIFY_TOKEN};
+use crate::sys::{Backend, Event, Interest, Notifier, Poller, NOTIFY_TOKEN};
 use timers::Timers;
 
 /// The registry's entry for one socket. Shared (`Rc`) between the registry, which the reactor
@@ -55,7 +55,8 @@ pub(crate) struct IoState {
 /// See the module docs.
 #[derive(Debug)]
 pub(crate) struct Reactor {
-    poller: Poller,
+    poller: Box<dyn Poller>,
+    backend: Backend,
     registry: RefCell<Slab<Rc<IoState>>>,
     timers: RefCell<Timers>,
     /// Reused between turns so that waiting allocates nothing.
@@ -64,9 +65,10 @@ pub(crate) struct Reactor {
 }
 
 impl Reactor {
-    pub(crate) fn new() -> io::Result<Reactor> {
+    pub(crate) fn new(backend: Backend) -> io::Result<Reactor> {
         Ok(Reactor {
-            poller: Poller::new()?,
+            poller: crate::sys::new_poller(backend)?,
+            backend,
             registry: RefCell::new(Slab::new()),
             timers: RefCell::new(Timers::default()),
             events: RefCell::new(Vec::new()),
@@ -78,12 +80,17 @@ impl Reactor {
         self.poller.notifier()
     }
 
+    pub(crate) fn backend(&self) -> Backend {
+        self.backend
+    }
+
     /// Waits once for I/O or the next timer, at most `max_wait` (`None`: as long as needed),
     /// and wakes every task whose socket or timer became ready.
     pub(crate) fn turn(&self, max_wait: Option<Duration>) -> io::Result<()> {
         // 1. Sleep no longer than until the earliest timer.
         let now = Instant::now();
-        let until_timer = self.timers.borrow().next_deadline().map(|d| d.saturating_duration_since(now));
+        let until_timer =
+            self.timers.borrow().next_deadline().map(|d| d.saturating_duration_since(now));
         let timeout = match (max_wait, until_timer) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -105,7 +112,10 @@ impl Reactor {
                 continue;
             }
             let Some(state) = registry.get(Key::from_u64(event.token)) else {
-                log::trace!("reactor: dropping event for a closed socket (token {:#x})", event.token);
+                log::trace!(
+                    "reactor: dropping event for a closed socket (token {:#x})",
+                    event.token
+                );
                 continue;
             };
             log::trace!(

@@ -58,8 +58,4 @@ impl Timers {
             wakers.push(entry.remove());
         }
     }
-
-    pub(crate) fn len(&self) -> usize {
-        self.pending.len()
-    }
 }

@@ -11,49 +11,59 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{syscall, timeout_ms, Event, Interest, Notifier, NOTIFY_TOKEN};
+use super::{syscall, timeout_ms, Event, Interest, Notifier, Poller, NOTIFY_TOKEN};
 
 /// How many events one `epoll_wait` may return; more simply wait for the next turn.
 const MAX_EVENTS: usize = 1024;
 
 /// An epoll instance plus the notifier registered in it.
 #[derive(Debug)]
-pub(crate) struct Poller {
+pub(crate) struct EpollPoller {
     epoll: OwnedFd,
     notifier: Arc<Notifier>,
 }
 
-impl Poller {
-    pub(crate) fn new() -> io::Result<Poller> {
+impl EpollPoller {
+    pub(crate) fn new() -> io::Result<EpollPoller> {
         // SAFETY: epoll_create1 takes no pointers; EPOLL_CLOEXEC is a valid flag.
         let fd = syscall!(epoll_create1(libc::EPOLL_CLOEXEC))?;
         // SAFETY: epoll_create1 just returned this descriptor, and nothing else owns it.
         let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
-        let poller = Poller { epoll, notifier: Arc::new(Notifier::new()?) };
+        let poller = EpollPoller { epoll, notifier: Arc::new(Notifier::new()?) };
         poller.ctl(libc::EPOLL_CTL_ADD, poller.notifier.fd(), NOTIFY_TOKEN)?;
         Ok(poller)
     }
 
-    pub(crate) fn notifier(&self) -> &Arc<Notifier> {
+    fn ctl(&self, op: libc::c_int, fd: RawFd, token: u64) -> io::Result<()> {
+        let flags = libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET;
+        let mut ev = libc::epoll_event { events: flags as u32, u64: token };
+        // SAFETY: `ev` is a live epoll_event that the kernel only reads during the call.
+        syscall!(epoll_ctl(self.epoll.as_raw_fd(), op, fd, &mut ev))?;
+        Ok(())
+    }
+}
+
+impl Poller for EpollPoller {
+    fn notifier(&self) -> &Arc<Notifier> {
         &self.notifier
     }
 
-    pub(crate) fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
+    fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
         self.ctl(libc::EPOLL_CTL_ADD, fd, token)
     }
 
     /// Edge-triggered with both directions from the start: nothing to change.
-    pub(crate) fn set_interest(&self, _fd: RawFd, _token: u64, _interest: Interest) -> io::Result<()> {
+    fn set_interest(&self, _fd: RawFd, _token: u64, _interest: Interest) -> io::Result<()> {
         Ok(())
     }
 
-    pub(crate) fn delete(&self, fd: RawFd) -> io::Result<()> {
+    fn delete(&self, fd: RawFd) -> io::Result<()> {
         // SAFETY: a null event pointer is allowed for EPOLL_CTL_DEL (since Linux 2.6.9).
         syscall!(epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()))?;
         Ok(())
     }
 
-    pub(crate) fn wait(&self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()> {
+    fn wait(&self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()> {
         let mut raw = [libc::epoll_event { events: 0, u64: 0 }; MAX_EVENTS];
         // SAFETY: the pointer and capacity describe `raw`, a live array the kernel may fill.
         let n = match syscall!(epoll_wait(
@@ -77,14 +87,6 @@ impl Poller {
                 read_closed,
             });
         }
-        Ok(())
-    }
-
-    fn ctl(&self, op: libc::c_int, fd: RawFd, token: u64) -> io::Result<()> {
-        let flags = libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET;
-        let mut ev = libc::epoll_event { events: flags as u32, u64: token };
-        // SAFETY: `ev` is a live epoll_event that the kernel only reads during the call.
-        syscall!(epoll_ctl(self.epoll.as_raw_fd(), op, fd, &mut ev))?;
         Ok(())
     }
 }

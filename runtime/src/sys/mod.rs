@@ -1,34 +1,91 @@
 //! The poller layer: a thin, safe wrapper over one family of OS calls that waits for many
 //! sockets at once.
 //!
-//! # The contract every backend keeps
+//! # The contract
 //!
-//! Each backend file defines a `Poller` with these methods, and nothing else is assumed about it:
-//!
-//! - `Poller::new() -> io::Result<Poller>`
-//! - `add(&self, fd, token) -> io::Result<()>`: start watching `fd`; its events carry `token`.
-//! - `set_interest(&self, fd, token, Interest) -> io::Result<()>`: which directions have a task
-//!   waiting. A level-triggered backend watches only those; an edge-triggered one may ignore it.
-//! - `delete(&self, fd) -> io::Result<()>`: stop watching `fd` (called before it is closed).
-//! - `wait(&self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()>`: block
-//!   until something is ready, the timeout passes, or [`Notifier::notify`] is called from any
-//!   thread; the wake-up from `notify` is reported as an event with [`NOTIFY_TOKEN`]. An
-//!   interrupted wait (`EINTR`) returns `Ok` with no events: a signal is not an error.
-//! - `notifier(&self) -> &Arc<Notifier>`: the thread-safe handle that interrupts `wait`.
+//! Every backend implements the [`Poller`] trait; the reactor holds a `Box<dyn Poller>` and
+//! knows nothing else about it. A trait rather than a `cfg`-chosen type, because one binary may
+//! carry several backends and choose among them at run time (see [`Backend`]); a virtual call
+//! costs nothing next to the syscall behind it.
 //!
 //! The poller knows nothing of wakers, tasks or futures: it moves tokens, not callbacks.
+//!
+//! # Backends
+//!
+//! | backend | feature | kind | a wait costs work in proportion to |
+//! | --- | --- | --- | --- |
+//! | [`epoll.rs`](epoll) | `epoll` (default) | edge-triggered, kernel keeps the set | the ready sockets |
+//! | [`poll.rs`](poll) | `poll` | level-triggered, set passed per wait | the waiting sockets |
+//! | [`select.rs`](select) | `select` | level-triggered, bit sets, fds < 1024 | the highest descriptor number |
+//!
+//! When several are compiled in, the default is the best: epoll, then poll, then select.
 
-mod notify;
-
-#[cfg(all(target_os = "linux", feature = "epoll"))]
+#[cfg(feature = "epoll")]
 mod epoll;
-#[cfg(all(target_os = "linux", feature = "epoll"))]
-pub(crate) use epoll::Poller;
+mod notify;
+#[cfg(feature = "poll")]
+mod poll;
+#[cfg(feature = "select")]
+mod select;
+#[cfg(any(feature = "poll", feature = "select"))]
+mod watchlist;
 
-#[cfg(not(all(target_os = "linux", feature = "epoll")))]
-compile_error!("mini needs a poller backend: enable the `epoll` feature (Linux).");
+mod backend;
 
+pub use backend::{Backend, UnknownBackend};
 pub(crate) use notify::Notifier;
+
+use std::fmt::Debug;
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("mini runs on Linux only (its notifier is an eventfd).");
+
+#[cfg(not(any(feature = "epoll", feature = "poll", feature = "select")))]
+compile_error!(
+    "mini needs a poller backend: enable one of the features `epoll`, `poll`, `select`."
+);
+
+/// What every backend provides. All methods are called on the runtime's thread, except that
+/// the [`Notifier`] may be used from any thread.
+pub(crate) trait Poller: Debug {
+    /// The thread-safe handle that interrupts [`wait`](Poller::wait).
+    fn notifier(&self) -> &Arc<Notifier>;
+
+    /// Starts watching `fd`, whose events will carry `token`. May refuse a descriptor the
+    /// backend cannot hold (select: at or above `FD_SETSIZE`).
+    fn add(&self, fd: RawFd, token: u64) -> io::Result<()>;
+
+    /// The directions in which a task now waits on `fd`. A level-triggered backend watches only
+    /// these (none: the socket leaves its set); an edge-triggered one may ignore the call.
+    fn set_interest(&self, fd: RawFd, token: u64, interest: Interest) -> io::Result<()>;
+
+    /// Stops watching `fd`; called before it is closed.
+    fn delete(&self, fd: RawFd) -> io::Result<()>;
+
+    /// Blocks until something is ready, `timeout` passes (`None`: no limit), or the notifier
+    /// is used; appends what is ready to `events`. The notifier's wake-up appears as an event
+    /// with [`NOTIFY_TOKEN`]. An interrupted wait (`EINTR`) returns `Ok` with no events: a
+    /// signal is not an error.
+    fn wait(&self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()>;
+}
+
+/// Creates the poller for `backend`, or says that it was not compiled in.
+pub(crate) fn new_poller(backend: Backend) -> io::Result<Box<dyn Poller>> {
+    match backend {
+        #[cfg(feature = "epoll")]
+        Backend::Epoll => Ok(Box::new(epoll::EpollPoller::new()?)),
+        #[cfg(feature = "poll")]
+        Backend::Poll => Ok(Box::new(poll::PollPoller::new()?)),
+        #[cfg(feature = "select")]
+        Backend::Select => Ok(Box::new(select::SelectPoller::new()?)),
+        #[allow(unreachable_patterns)]
+        other => Err(io::Error::new(io::ErrorKind::Unsupported, other.not_compiled_message())),
+    }
+}
 
 /// The token reserved for the notifier's wake-up; no socket is ever given it.
 pub(crate) const NOTIFY_TOKEN: u64 = u64::MAX;
@@ -71,7 +128,8 @@ pub(crate) use syscall;
 
 /// Milliseconds for a `timeout` argument, rounded *up* so that a wait never ends before a timer
 /// is due (a timer must never fire early). `None` means wait without limit (-1).
-pub(crate) fn timeout_ms(timeout: Option<std::time::Duration>) -> libc::c_int {
+#[cfg_attr(not(any(feature = "epoll", feature = "poll")), allow(dead_code))]
+pub(crate) fn timeout_ms(timeout: Option<Duration>) -> libc::c_int {
     match timeout {
         None => -1,
         Some(t) => {
