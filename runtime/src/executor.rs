@@ -30,6 +30,21 @@ use crate::sys::Notifier;
 /// The id the main future's waker pushes; no task key has it (generation and index both max).
 const MAIN_ID: u64 = u64::MAX;
 
+/// Shows a task id in trace output: `task 3` (with `.g2` after a reused slot's generation),
+/// or `the main future`.
+struct TaskName(u64);
+
+impl std::fmt::Display for TaskName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (index, generation) = (self.0 as u32, (self.0 >> 32) as u32);
+        match (self.0, generation) {
+            (MAIN_ID, _) => write!(f, "the main future"),
+            (_, 0) => write!(f, "task {index}"),
+            _ => write!(f, "task {index}.g{generation}"),
+        }
+    }
+}
+
 /// The thread-safe half of the executor: what a waker needs to schedule its task.
 #[derive(Debug)]
 pub(crate) struct RunQueue {
@@ -74,7 +89,7 @@ pub(crate) struct TaskWaker {
 impl ArcWake for TaskWaker {
     fn wake_by_ref(arc_self: &Arc<Self>) {
         if !arc_self.scheduled.swap(true, Ordering::AcqRel) {
-            log::trace!("executor: task {:#x} woken", arc_self.id);
+            log::trace!("executor: {} woken", TaskName(arc_self.id));
             arc_self.queue.push(arc_self.id);
         }
     }
@@ -122,7 +137,7 @@ impl Executor {
             Task { future: Some(future), waker: w }
         });
         let waker = waker.expect("insert_with called its closure");
-        log::trace!("executor: spawned task {:#x}", waker.id);
+        log::trace!("executor: spawned {}", TaskName(waker.id));
         self.queue.push(waker.id);
         waker
     }
@@ -143,6 +158,7 @@ impl Executor {
                 main_woken = false;
                 main_waker.scheduled.store(false, Ordering::Release);
                 log::trace!("executor: polling the main future");
+                crate::coop::reset();
                 let waker = waker_ref(&main_waker);
                 if let Poll::Ready(out) = main.as_mut().poll(&mut Context::from_waker(&waker)) {
                     return out;
@@ -163,16 +179,25 @@ impl Executor {
             let result = if main_woken || !self.queue.is_empty() {
                 reactor.turn(Some(Duration::ZERO))
             } else {
-                self.queue.parked.store(true, Ordering::SeqCst);
-                let result = if self.queue.is_empty() { reactor.turn(None) } else { Ok(()) };
-                self.queue.parked.store(false, Ordering::SeqCst);
-                result
+                self.sleep(reactor)
             };
             if let Err(e) = result {
                 // Only a broken poller descriptor gets here; nothing could ever wake us again.
                 panic!("mini: the poller failed: {e}");
             }
         }
+    }
+
+    /// Sleeps in the poller until I/O, a timer or another thread wakes a task.
+    fn sleep(&self, reactor: &Reactor) -> std::io::Result<()> {
+        // `parked` is true only around the wait itself: wakes from other threads must then ring
+        // the notifier, while the reactor's own wakes, just after, must not (the thread is awake).
+        self.queue.parked.store(true, Ordering::SeqCst);
+        let waited = if self.queue.is_empty() { reactor.wait(None) } else { Ok(()) };
+        self.queue.parked.store(false, Ordering::SeqCst);
+        waited?;
+        reactor.wake_ready();
+        Ok(())
     }
 
     /// Polls one task, if it still exists (a stale id from a late wake finds nothing).
@@ -185,10 +210,11 @@ impl Executor {
         };
         // Cleared before the poll: a wake during the poll must queue the task again.
         waker.scheduled.store(false, Ordering::Release);
-        log::trace!("executor: polling task {:#x}", waker.id);
+        log::trace!("executor: polling {}", TaskName(waker.id));
+        crate::coop::reset();
         let done = future.as_mut().poll(&mut Context::from_waker(&waker_ref(&waker))).is_ready();
         if done {
-            log::trace!("executor: task {:#x} finished", waker.id);
+            log::trace!("executor: {} finished", TaskName(waker.id));
             self.tasks.borrow_mut().remove(key);
             // `future` drops here, after the table is released: its destructors may use it.
         } else if let Some(task) = self.tasks.borrow_mut().get_mut(key) {

@@ -61,6 +61,7 @@
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+mod coop;
 mod executor;
 mod reactor;
 mod runtime;

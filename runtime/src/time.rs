@@ -29,7 +29,14 @@ use crate::reactor::{Reactor, TimerKey};
 /// });
 /// ```
 pub fn sleep(duration: Duration) -> Sleep {
-    sleep_until(Instant::now() + duration)
+    sleep_until(deadline_after(duration))
+}
+
+/// `now + duration`, or a deadline about 30 years away if that overflows: `Duration::MAX` is a
+/// common way to say "never".
+fn deadline_after(duration: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(duration).unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400))
 }
 
 /// Waits until `deadline`.
@@ -196,7 +203,10 @@ impl Interval {
         let due = self.sleep.deadline();
         (&mut self.sleep).await;
         let now = Instant::now();
-        let next = if due + self.period > now { due + self.period } else { now + self.period };
+        let next = match due.checked_add(self.period) {
+            Some(next) if next > now => next,
+            _ => deadline_after(self.period),
+        };
         self.sleep.reset(next);
         due
     }

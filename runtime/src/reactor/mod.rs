@@ -10,8 +10,10 @@
 //!   is dropped, instead of waking the new owner's task;
 //! - the **timers**, whose earliest deadline bounds how long the poller may sleep.
 //!
-//! [`Reactor::turn`] is one round: wait once, record readiness, wake the waiting tasks. The
-//! executor calls it when it has nothing to run (and briefly between batches of work).
+//! [`Reactor::turn`] is one round: wait once ([`wait`](Reactor::wait)), then record readiness
+//! and wake the waiting tasks ([`wake_ready`](Reactor::wake_ready)). The executor calls it when
+//! it has nothing to run (and briefly between batches of work); it calls the two halves itself
+//! when it sleeps, to say between them that it is awake again.
 
 mod source;
 mod timers;
@@ -87,6 +89,14 @@ impl Reactor {
     /// Waits once for I/O or the next timer, at most `max_wait` (`None`: as long as needed),
     /// and wakes every task whose socket or timer became ready.
     pub(crate) fn turn(&self, max_wait: Option<Duration>) -> io::Result<()> {
+        self.wait(max_wait)?;
+        self.wake_ready();
+        Ok(())
+    }
+
+    /// The first half of a turn: waits in the poller for I/O or the next timer, at most
+    /// `max_wait`, and keeps the events for [`wake_ready`](Self::wake_ready).
+    pub(crate) fn wait(&self, max_wait: Option<Duration>) -> io::Result<()> {
         // 1. Sleep no longer than until the earliest timer.
         let now = Instant::now();
         let until_timer =
@@ -100,12 +110,19 @@ impl Reactor {
         let mut events = self.events.borrow_mut();
         events.clear();
         log::trace!("reactor: waiting for events (timeout {timeout:?})");
-        self.poller.wait(&mut events, timeout)?;
+        self.poller.wait(&mut events, timeout)
+    }
+
+    /// The second half of a turn: records the readiness the last wait reported, and wakes the
+    /// tasks waiting for it and for expired timers.
+    pub(crate) fn wake_ready(&self) {
+        let mut events = self.events.borrow_mut();
 
         // 3. Record readiness and collect the wakers of the tasks waiting for it.
         let mut wakers = std::mem::take(&mut *self.wakers.borrow_mut());
         let registry = self.registry.borrow();
-        for event in events.iter() {
+        // Drained, so that events are handled once even if the next wait is skipped.
+        for event in events.drain(..) {
             if event.token == NOTIFY_TOKEN {
                 log::trace!("reactor: woken by another thread");
                 self.notifier().reset();
@@ -124,7 +141,7 @@ impl Reactor {
                 event.readable,
                 event.writable
             );
-            self.dispatch(state, event, &mut wakers);
+            self.dispatch(state, &event, &mut wakers);
         }
         drop(registry);
 
@@ -138,7 +155,6 @@ impl Reactor {
             waker.wake();
         }
         *self.wakers.borrow_mut() = wakers;
-        Ok(())
     }
 
     fn dispatch(&self, state: &IoState, event: &Event, wakers: &mut Vec<Waker>) {

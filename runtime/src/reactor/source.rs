@@ -9,7 +9,10 @@
 //!
 //! Readiness is remembered because epoll is edge-triggered: it reports a socket once when it
 //! becomes ready, not again on every wait. Forgetting it *only* on `EWOULDBLOCK` (or on a short
-//! read, which proves the kernel buffer is empty) means no event is ever missed. There is no race
+//! read, which proves the kernel buffer is empty) means no event is ever missed.
+//!
+//! Before step 1, each operation spends one unit of the task's [budget](crate::coop), so that a
+//! task whose socket is always ready still yields now and then. There is no race
 //! between the syscall and forgetting: the reactor records events only inside `turn`, which never
 //! runs while a task is being polled.
 
@@ -25,6 +28,16 @@ use super::{IoState, Reactor};
 pub(crate) enum Direction {
     Read,
     Write,
+}
+
+impl Direction {
+    /// `read` or `write`, for trace output.
+    pub(crate) fn verb(self) -> &'static str {
+        match self {
+            Direction::Read => "read",
+            Direction::Write => "write",
+        }
+    }
 }
 
 /// A registered socket; deregistered when dropped, before the socket itself is closed.
@@ -56,6 +69,9 @@ impl<T: AsRawFd> Source<T> {
         dir: Direction,
         mut op: impl FnMut(&T) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
+        if !crate::coop::spend(cx) {
+            return Poll::Pending;
+        }
         loop {
             if !self.is_ready(dir) {
                 self.wait(cx, dir);
@@ -110,7 +126,7 @@ impl<T: AsRawFd> Source<T> {
             other => *other = Some(cx.waker().clone()),
         }
         drop(slot);
-        log::trace!("fd {}: {dir:?} would block; the task waits", state.fd);
+        log::trace!("fd {}: {} would block; the task waits", state.fd, dir.verb());
         let mut waiting = state.waiting.get();
         match dir {
             Direction::Read => waiting.read = true,

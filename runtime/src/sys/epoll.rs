@@ -30,15 +30,16 @@ impl EpollPoller {
         // SAFETY: epoll_create1 just returned this descriptor, and nothing else owns it.
         let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
         let poller = EpollPoller { epoll, notifier: Arc::new(Notifier::new()?) };
-        poller.ctl(libc::EPOLL_CTL_ADD, poller.notifier.fd(), NOTIFY_TOKEN)?;
+        // Readable only: an eventfd is always writable, which would wake every wait.
+        poller.ctl(poller.notifier.fd(), NOTIFY_TOKEN, libc::EPOLLIN | libc::EPOLLET)?;
         Ok(poller)
     }
 
-    fn ctl(&self, op: libc::c_int, fd: RawFd, token: u64) -> io::Result<()> {
-        let flags = libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET;
+    /// Adds `fd` to the epoll set for the events in `flags`.
+    fn ctl(&self, fd: RawFd, token: u64, flags: libc::c_int) -> io::Result<()> {
         let mut ev = libc::epoll_event { events: flags as u32, u64: token };
         // SAFETY: `ev` is a live epoll_event that the kernel only reads during the call.
-        syscall!(epoll_ctl(self.epoll.as_raw_fd(), op, fd, &mut ev))?;
+        syscall!(epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev))?;
         Ok(())
     }
 }
@@ -48,8 +49,9 @@ impl Poller for EpollPoller {
         &self.notifier
     }
 
+    /// Both directions, edge-triggered, for the socket's whole life.
     fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_ADD, fd, token)
+        self.ctl(fd, token, libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET)
     }
 
     /// Edge-triggered with both directions from the start: nothing to change.

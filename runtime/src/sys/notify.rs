@@ -52,12 +52,14 @@ impl Notifier {
 
     /// Called by the reactor when the poller reported the notifier: back to "not readable".
     pub(crate) fn reset(&self) {
-        // Clear the flag before reading: a notify that races with us then writes again and the
-        // next wait returns at once, rather than being lost.
-        self.pending.store(false, Ordering::Release);
         let mut count: u64 = 0;
         // SAFETY: the pointer and length describe `count`, a live, writable 8-byte value. A
         // failure (EAGAIN: already zero) needs no handling.
         let _ = syscall!(read(self.fd(), (&mut count as *mut u64).cast(), 8));
+        // Read, then clear the flag. A notify that comes between the two sees the flag still
+        // set and writes nothing; that is harmless, because this thread is awake and checks the
+        // run queue before it sleeps again. (The other order could swallow a notify's write
+        // while leaving the flag set, and every later notify would then be skipped.)
+        self.pending.store(false, Ordering::Release);
     }
 }

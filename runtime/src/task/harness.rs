@@ -19,6 +19,16 @@ pin_project! {
         future: F,
         state: Rc<JoinState<F::Output>>,
     }
+
+    impl<F: Future> PinnedDrop for Harness<F> {
+        /// Dropped unfinished (its runtime was dropped): the handle reports it cancelled rather
+        /// than waiting forever.
+        fn drop(this: Pin<&mut Self>) {
+            if !this.state.is_finished() {
+                this.state.finish(Err(JoinError::cancelled()));
+            }
+        }
+    }
 }
 
 impl<F: Future> Harness<F> {

@@ -39,6 +39,10 @@ impl<T> JoinState<T> {
         }
     }
 
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished.get()
+    }
+
     pub(crate) fn is_abort_requested(&self) -> bool {
         self.abort_requested.get()
     }
