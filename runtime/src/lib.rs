@@ -68,6 +68,10 @@ mod runtime;
 mod slab;
 mod sys;
 mod task;
+#[cfg(test)]
+mod test_rng;
+#[cfg(test)]
+mod wake_model;
 
 pub mod net;
 pub mod time;

@@ -124,4 +124,33 @@ mod tests {
         assert_eq!(slab.get(new), Some(&"second"));
         assert_eq!(slab.len(), 1);
     }
+
+    /// Differential test: thousands of random inserts and removes, against a map as the model.
+    /// Every key ever handed out is looked up after every step: live keys find their value,
+    /// removed ones (whose slot may hold something new) find nothing.
+    #[test]
+    fn behaves_like_a_map_that_never_reuses_keys() {
+        use std::collections::HashMap;
+        for seed in 0..crate::test_rng::seeds() {
+            let mut rng = crate::test_rng::Rng::new(seed);
+            let mut slab = Slab::new();
+            let mut model: HashMap<Key, u64> = HashMap::new();
+            let mut issued: Vec<Key> = Vec::new();
+            for step in 0..crate::test_rng::steps(400) {
+                if model.is_empty() || rng.below(3) > 0 {
+                    let key = slab.insert_with(|_| step);
+                    assert!(!issued.contains(&key), "seed {seed}: key {key:?} handed out twice");
+                    model.insert(key, step);
+                    issued.push(key);
+                } else {
+                    let key = issued[rng.below(issued.len() as u64) as usize];
+                    assert_eq!(slab.remove(key), model.remove(&key), "seed {seed}: remove");
+                }
+                assert_eq!(slab.len(), model.len());
+                for key in &issued {
+                    assert_eq!(slab.get(*key), model.get(key), "seed {seed}: get {key:?}");
+                }
+            }
+        }
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::io;
 use std::net::{self, SocketAddr, ToSocketAddrs};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::task::{Context, Poll};
 
 use super::{socket, TcpStream};
@@ -70,5 +70,20 @@ impl TcpListener {
     /// The address this listener is bound to (with the real port if bound to port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.source.get_ref().local_addr()
+    }
+}
+
+/// The listening socket's descriptor, for options and calls this type does not offer. Accepting
+/// through it directly bypasses the runtime (fine for a non-blocking call such as shedding a
+/// connection); closing it is the listener's job alone.
+impl AsRawFd for TcpListener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.source.get_ref().as_raw_fd()
+    }
+}
+
+impl AsFd for TcpListener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.source.get_ref().as_fd()
     }
 }

@@ -59,3 +59,64 @@ impl Timers {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    /// A waker that records its id when woken.
+    struct Tag(u64, Arc<Mutex<Vec<u64>>>);
+
+    impl futures_task::ArcWake for Tag {
+        fn wake_by_ref(arc_self: &Arc<Self>) {
+            arc_self.1.lock().unwrap().push(arc_self.0);
+        }
+    }
+
+    /// Differential test against the simplest model, a list: random inserts, cancellations and
+    /// expiries; every expiry must return exactly the due timers, in deadline order (ties in the
+    /// order they were set), and the earliest deadline must always agree.
+    #[test]
+    fn behaves_like_a_sorted_list() {
+        let base = Instant::now();
+        for seed in 0..crate::test_rng::seeds() {
+            let mut rng = crate::test_rng::Rng::new(seed);
+            let fired = Arc::new(Mutex::new(Vec::new()));
+            let mut timers = Timers::default();
+            // The model: (deadline, id, key), in insertion order.
+            let mut model: Vec<(Instant, u64, TimerKey)> = Vec::new();
+            let mut now = base;
+            for id in 0..crate::test_rng::steps(300) {
+                match rng.below(4) {
+                    0 | 1 => {
+                        let deadline = now + Duration::from_millis(rng.below(50));
+                        let waker = futures_task::waker(Arc::new(Tag(id, fired.clone())));
+                        let key = timers.insert(deadline, waker);
+                        model.push((deadline, id, key));
+                    }
+                    2 if !model.is_empty() => {
+                        let (_, _, key) = model.remove(rng.below(model.len() as u64) as usize);
+                        timers.remove(key);
+                    }
+                    _ => {
+                        now += Duration::from_millis(rng.below(20));
+                        let mut due: Vec<_> =
+                            model.iter().filter(|t| t.0 <= now).cloned().collect();
+                        due.sort_by_key(|t| t.0); // stable: ties stay in insertion order
+                        model.retain(|t| t.0 > now);
+                        let mut wakers = Vec::new();
+                        timers.take_expired(now, &mut wakers);
+                        wakers.into_iter().for_each(Waker::wake);
+                        let got = std::mem::take(&mut *fired.lock().unwrap());
+                        let want: Vec<u64> = due.iter().map(|t| t.1).collect();
+                        assert_eq!(got, want, "seed {seed}: expired at {:?}", now - base);
+                    }
+                }
+                let earliest = model.iter().map(|t| t.0).min();
+                assert_eq!(timers.next_deadline(), earliest, "seed {seed}");
+            }
+        }
+    }
+}

@@ -10,7 +10,8 @@
 //! - `net`: `TcpListener` and `TcpStream` behaviour, one property per test;
 //! - `net_load`: large transfers and many sockets (edge-triggered draining, descriptor reuse);
 //! - `logging`: trace logging narrates without breaking anything;
-//! - `backends`: each poller backend compiled in, chosen through the builder.
+//! - `backends`: each poller backend compiled in, chosen through the builder;
+//! - `faults`: a flooding client, a panicking handler, wake-up storms (docs/reliability.md).
 //!
 //! Each body runs under `util::run`, so a hang fails its test within `util::LIMIT`. No test
 //! sleeps to wait for something: sleeps appear only where timers are what is tested. Every
@@ -20,7 +21,9 @@
 //! against each backend compiled in, e.g. `MINI_BACKEND=poll cargo test -p mini --features poll`.
 
 mod backends;
+mod examples;
 mod executor;
+mod faults;
 mod join;
 mod logging;
 mod net;

@@ -1,0 +1,221 @@
+//! The runtime-level faults of the reliability suite (see docs/reliability.md): a connection
+//! that floods while others wait, a connection handler that panics, and wake-up storms from other
+//! threads. Each states its bound as a number and fails when it does not hold.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream as StdStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use futures::task::AtomicWaker;
+use mini::net::{TcpListener, TcpStream};
+use mini::time::sleep;
+
+use crate::util::{self, run};
+
+/// An echo server whose handler panics when a message starts with `PANIC`; one task per
+/// connection, a 16 KiB buffer, as in `echo --runtime mini`.
+fn spawn_server(listener: TcpListener) {
+    mini::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.expect("accept");
+            mini::spawn(handle(stream));
+        }
+    });
+}
+
+async fn handle(mut stream: TcpStream) {
+    let mut buf = vec![0; 16 * 1024];
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        assert!(!buf[..n].starts_with(b"PANIC"), "the handler was told to panic");
+        if stream.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn connect(addr: SocketAddr) -> StdStream {
+    let stream = StdStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(util::LIMIT)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+fn round_trip(stream: &mut StdStream, byte: u8) -> Duration {
+    let start = Instant::now();
+    stream.write_all(&[byte]).unwrap();
+    let mut back = [0; 1];
+    stream.read_exact(&mut back).unwrap();
+    assert_eq!(back[0], byte);
+    start.elapsed()
+}
+
+/// Fault 7: one client floods in both directions (its socket is always readable and writable,
+/// so without the cooperative budget its task would never yield). Meanwhile a second client's
+/// 1-byte round trips keep a p99 under 50 ms, and a 10 ms timer in the same runtime fires
+/// within 30 ms.
+#[test]
+fn a_flooding_client_does_not_starve_others_or_timers() {
+    let (samples, timer_lateness) = run(|| async {
+        let (listener, addr) = util::listener();
+        spawn_server(listener);
+        let stop = Arc::new(AtomicBool::new(false));
+
+        // The flood: a writer and a reader thread on one connection, both at full speed.
+        let flood = connect(addr);
+        let mut flood_reader = flood.try_clone().unwrap();
+        let (stop_w, stop_r) = (stop.clone(), stop.clone());
+        let writer = thread::spawn(move || {
+            let chunk = vec![b'f'; 64 * 1024];
+            let mut flood = flood;
+            while !stop_w.load(Ordering::Relaxed) {
+                flood.write_all(&chunk).unwrap();
+            }
+        });
+        let reader = thread::spawn(move || {
+            let mut buf = vec![0; 64 * 1024];
+            let mut total = 0usize;
+            while !stop_r.load(Ordering::Relaxed) {
+                total += flood_reader.read(&mut buf).unwrap();
+            }
+            total
+        });
+
+        // The quiet client: 200 round trips of one byte, on its own thread.
+        let quiet = thread::spawn(move || {
+            let mut stream = connect(addr);
+            (0..200).map(|i| round_trip(&mut stream, i as u8)).collect::<Vec<_>>()
+        });
+
+        // The timer, in the runtime the flood keeps busy.
+        let mut worst = Duration::ZERO;
+        for _ in 0..20 {
+            let start = Instant::now();
+            sleep(Duration::from_millis(10)).await;
+            worst = worst.max(start.elapsed() - Duration::from_millis(10));
+        }
+        // Keep serving until the quiet client is done.
+        while !quiet.is_finished() {
+            sleep(Duration::from_millis(5)).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        let samples = quiet.join().unwrap();
+        // Let the flood threads see `stop`: the runtime keeps echoing until they close.
+        while !(writer.is_finished() && reader.is_finished()) {
+            sleep(Duration::from_millis(5)).await;
+        }
+        assert!(reader.join().unwrap() > 0, "the flood moved no data");
+        writer.join().unwrap();
+        (samples, worst)
+    });
+    let mut sorted = samples.clone();
+    sorted.sort();
+    let p99 = sorted[sorted.len() * 99 / 100];
+    assert!(p99 < Duration::from_millis(50), "quiet client's p99 round trip {p99:?}");
+    assert!(
+        timer_lateness < Duration::from_millis(20),
+        "a 10 ms timer fired {timer_lateness:?} late"
+    );
+}
+
+/// Fault 8: a connection handler that panics. Its task ends (the panic is caught and reported
+/// to its detached handle), dropping its socket, so its client sees the connection close; the
+/// other connections keep echoing and new ones are accepted.
+#[test]
+fn a_panicking_handler_closes_its_socket_and_nothing_else() {
+    run(|| async {
+        let (listener, addr) = util::listener();
+        spawn_server(listener);
+        let clients = thread::spawn(move || {
+            let mut steady = connect(addr);
+            round_trip(&mut steady, 1);
+            let mut doomed = connect(addr);
+            doomed.write_all(b"PANIC now").unwrap();
+            let mut buf = [0; 16];
+            let closed = match doomed.read(&mut buf) {
+                Ok(0) => true,
+                Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+                Ok(_) => false,
+            };
+            assert!(closed, "the panicking handler's connection should close");
+            for i in 0..50 {
+                round_trip(&mut steady, i);
+            }
+            let mut late = connect(addr);
+            round_trip(&mut late, 9);
+        });
+        while !clients.is_finished() {
+            sleep(Duration::from_millis(5)).await;
+        }
+        clients.join().unwrap();
+    });
+}
+
+/// Fault 10: two threads wake a hundred tasks two million times in all while the runtime is kept
+/// busy by a yielding task. No wake is an error, and no task is lost: when each task's flag is
+/// finally set, every one of them finishes.
+#[test]
+fn wake_up_storms_lose_no_task() {
+    const TASKS: usize = 100;
+    const WAKES_PER_THREAD: usize = 1_000_000;
+    run(|| async {
+        let slots: Arc<Vec<(AtomicBool, AtomicWaker)>> =
+            Arc::new((0..TASKS).map(|_| (AtomicBool::new(false), AtomicWaker::new())).collect());
+        let polls = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|i| {
+                let (slots, polls) = (slots.clone(), polls.clone());
+                mini::spawn(std::future::poll_fn(move |cx| {
+                    polls.fetch_add(1, Ordering::Relaxed);
+                    let (done, waker) = &slots[i];
+                    waker.register(cx.waker());
+                    if done.load(Ordering::Acquire) {
+                        std::task::Poll::Ready(())
+                    } else {
+                        std::task::Poll::Pending
+                    }
+                }))
+            })
+            .collect();
+        let busy = mini::spawn(async {
+            loop {
+                mini::yield_now().await;
+            }
+        });
+        mini::yield_now().await; // every task registers its waker once
+
+        let storm = |seed: usize| {
+            let slots = slots.clone();
+            thread::spawn(move || {
+                for k in 0..WAKES_PER_THREAD {
+                    slots[(k * 7 + seed) % TASKS].1.wake();
+                }
+            })
+        };
+        let storms = [storm(0), storm(3)];
+        while !storms.iter().all(|s| s.is_finished()) {
+            sleep(Duration::from_millis(5)).await;
+        }
+        for s in storms {
+            s.join().unwrap();
+        }
+        for (done, waker) in slots.iter() {
+            done.store(true, Ordering::Release);
+            waker.wake();
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        busy.abort();
+        // Each wake of a task that was not already queued costs one poll; far fewer than the
+        // wakes sent, since a queued task is queued once however often it is woken.
+        let polls = polls.load(Ordering::Relaxed);
+        assert!((TASKS * 2..2 * WAKES_PER_THREAD).contains(&polls), "{polls} polls");
+    });
+}
