@@ -23,22 +23,43 @@ impl StreamIo {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let n = ready!(self.0.poll_io(cx, Direction::Read, |mut s| s.read(buf)))?;
-        // A read that did not fill the buffer emptied the kernel's: waiting now saves the
-        // syscall that would only say EWOULDBLOCK.
-        if n > 0 && n < buf.len() {
+        self.after_read(n, buf.len());
+        Poll::Ready(Ok(n))
+    }
+
+    pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.0.try_io(Direction::Read, |mut s| s.read(buf))?;
+        self.after_read(n, buf.len());
+        Ok(n)
+    }
+
+    /// A read that did not fill the buffer emptied the kernel's: waiting now saves the syscall
+    /// that would only say EWOULDBLOCK.
+    fn after_read(&self, n: usize, len: usize) {
+        if n > 0 && n < len {
             self.0.clear_ready(Direction::Read);
         }
-        Poll::Ready(Ok(n))
     }
 
     pub(crate) fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         // std's write on a TcpStream is send(MSG_NOSIGNAL): a reset peer is an EPIPE error,
         // never a SIGPIPE that kills the process.
         let n = ready!(self.0.poll_io(cx, Direction::Write, |mut s| s.write(buf)))?;
-        if n < buf.len() {
+        self.after_write(n, buf.len());
+        Poll::Ready(Ok(n))
+    }
+
+    pub(crate) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.0.try_io(Direction::Write, |mut s| s.write(buf))?;
+        self.after_write(n, buf.len());
+        Ok(n)
+    }
+
+    /// A short write filled the kernel's buffer: the next one would only say EWOULDBLOCK.
+    fn after_write(&self, n: usize, len: usize) {
+        if n < len {
             self.0.clear_ready(Direction::Write);
         }
-        Poll::Ready(Ok(n))
     }
 
     pub(crate) fn poll_write_vectored(

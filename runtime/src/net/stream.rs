@@ -107,10 +107,45 @@ impl TcpStream {
         self.io.socket().shutdown(how)
     }
 
-    /// Waits until a read would probably not block. Lets a task hold no buffer while its
-    /// connection is idle, and borrow one only once data has arrived.
+    /// Waits until a read would probably not block. With [`try_read`](Self::try_read), lets
+    /// a task hold no buffer while its connection is idle and borrow one only once data has
+    /// arrived. A new stream counts as readable until a read finds it empty.
     pub async fn readable(&self) -> io::Result<()> {
         self.io.ready(Direction::Read).await
+    }
+
+    /// Reads without waiting: some bytes, `0` at the end of the stream, or a `WouldBlock`
+    /// error if there is nothing to read now (then [`readable`](Self::readable) waits).
+    ///
+    /// ```
+    /// use mini::net::{TcpListener, TcpStream};
+    ///
+    /// mini::block_on(async {
+    ///     let listener = TcpListener::bind("127.0.0.1:0")?;
+    ///     let mut client = TcpStream::connect(listener.local_addr()?).await?;
+    ///     let (server, _) = listener.accept().await?;
+    ///     client.write_all(b"hi").await?;
+    ///     let mut buf = [0; 16];
+    ///     let n = loop {
+    ///         server.readable().await?;
+    ///         match server.try_read(&mut buf) {
+    ///             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+    ///             other => break other?,
+    ///         }
+    ///     };
+    ///     assert_eq!(&buf[..n], b"hi");
+    ///     Ok::<(), std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.io.try_read(buf)
+    }
+
+    /// Writes without waiting: how many bytes the kernel took, or a `WouldBlock` error if it
+    /// has no room now (then [`writable`](Self::writable) waits).
+    pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.io.try_write(buf)
     }
 
     /// Waits until a write would probably not block.

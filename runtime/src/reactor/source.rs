@@ -85,6 +85,23 @@ impl<T: AsRawFd> Source<T> {
         }
     }
 
+    /// Runs `op` once, without waiting: `WouldBlock` if the socket is not known to be ready in
+    /// `dir` or the syscall says so (then the readiness is forgotten, as in `poll_io`).
+    pub(crate) fn try_io<R>(
+        &self,
+        dir: Direction,
+        op: impl FnOnce(&T) -> io::Result<R>,
+    ) -> io::Result<R> {
+        if !self.is_ready(dir) {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let result = op(&self.io);
+        if matches!(&result, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+            self.clear_ready(dir);
+        }
+        result
+    }
+
     /// Ready when the reactor has seen the socket ready in `dir` (or it has not been tried yet).
     pub(crate) fn poll_ready(&self, cx: &mut Context<'_>, dir: Direction) -> Poll<io::Result<()>> {
         if self.is_ready(dir) {
