@@ -103,7 +103,11 @@ impl<T: AsRawFd> Source<T> {
     }
 
     /// Ready when the reactor has seen the socket ready in `dir` (or it has not been tried yet).
+    /// Spends budget like an operation: a loop of `readable` and `try_read` must yield too.
     pub(crate) fn poll_ready(&self, cx: &mut Context<'_>, dir: Direction) -> Poll<io::Result<()>> {
+        if !crate::coop::spend(cx) {
+            return Poll::Pending;
+        }
         if self.is_ready(dir) {
             return Poll::Ready(Ok(()));
         }
