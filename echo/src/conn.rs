@@ -16,6 +16,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
 
 use crate::transform;
 
@@ -44,13 +45,23 @@ pub struct Conn {
     start: usize,
     /// End of the last read in `buf`.
     end: usize,
+    /// When a byte last moved either way (or the connection was accepted): `--idle-timeout`
+    /// counts from here.
+    last_active: Instant,
 }
 
 impl Conn {
     /// Wraps a freshly accepted socket, switching it to non-blocking mode.
     pub fn new(stream: TcpStream, peer: SocketAddr) -> io::Result<Conn> {
         stream.set_nonblocking(true)?;
-        Ok(Conn { stream, peer, buf: vec![0; BUF_SIZE].into_boxed_slice(), start: 0, end: 0 })
+        let buf = vec![0; BUF_SIZE].into_boxed_slice();
+        Ok(Conn { stream, peer, buf, start: 0, end: 0, last_active: Instant::now() })
+    }
+
+    /// When the connection will have been idle (no byte read or written) for `timeout`, unless
+    /// a byte moves before.
+    pub fn idle_deadline(&self, timeout: Duration) -> Instant {
+        self.last_active + timeout
     }
 
     /// True while part of a reply is still waiting for room in the socket.
@@ -70,6 +81,7 @@ impl Conn {
             Err(e) if would_wait(&e) => return Ok(Status::Open),
             Err(e) => return Err(e),
         };
+        self.last_active = Instant::now();
         transform::apply(&mut self.buf[..n], upper);
         (self.start, self.end) = (0, n);
         // The socket usually has room, so writing now saves the caller a round.
@@ -83,7 +95,10 @@ impl Conn {
             // std's write is send(2) with MSG_NOSIGNAL: a reset peer gives EPIPE, not SIGPIPE.
             match self.stream.write(&self.buf[self.start..self.end]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.start += n,
+                Ok(n) => {
+                    self.start += n;
+                    self.last_active = Instant::now();
+                }
                 // The send buffer is full; the rest stays pending.
                 Err(e) if would_wait(&e) => return Ok(()),
                 Err(e) => return Err(e),

@@ -1,4 +1,4 @@
-//! `echo`: one TCP echo server written in four I/O models, and a line client to try them.
+//! `echo`: one TCP echo server written in several I/O models, and a line client to try them.
 //!
 //! Every server does the same thing: accept connections and send each one back what it sends,
 //! optionally upper-cased (`--upper`), until it closes its side. What differs is how a server
@@ -9,24 +9,34 @@
 //!   burns a core.
 //! - [`select`]: non-blocking calls, one thread that sleeps in `select(2)` until some socket is
 //!   ready.
-//! - [`mini`]: async tasks on the `mini` runtime, written like `threaded` but run like `select`
-//!   (on `epoll`).
+//! - [`epoll`]: non-blocking calls, one thread in a hand-written edge-triggered `epoll` loop that
+//!   learns only which sockets became ready; no runtime, so the ceiling for `mini`.
+//! - [`mini`]: async tasks on the `mini` runtime, written like `threaded` but run like `epoll`.
+//! - `tokio_peer` (cargo feature `tokio` only): the same tasks on tokio, current-thread
+//!   (`--runtime tokio-current`) and multi-thread (`--runtime tokio-multi`), for comparison.
 //!
 //! Shared pieces: [`listen`] makes the listening socket, [`transform`] computes the reply,
-//! [`conn`] is the non-blocking connection state of `spin` and `select`, and [`client`] is
-//! `echo client`.
+//! [`conn`] is the non-blocking connection state of `spin` and `select`, [`shed`] handles a
+//! failed `accept` (closing clients it has no descriptor for), [`options`] holds the
+//! per-connection flags, and [`client`] is `echo client`.
 //!
 //! This file is the edge of the program: it parses the command line, sets up logging and signals,
 //! binds, prints `listening on ADDR` (the one line on stdout, which scripts and tests read) and
 //! hands the listener to the chosen server. Errors become one `error: ...` line on stderr.
 
+mod bench;
 mod client;
 mod conn;
+mod epoll;
 mod listen;
 mod mini;
+mod options;
 mod select;
+mod shed;
 mod spin;
 mod threaded;
+#[cfg(feature = "tokio")]
+mod tokio_peer;
 mod transform;
 
 use std::convert::Infallible;
@@ -79,6 +89,21 @@ struct Cli {
     #[arg(long, value_parser = parse_backend)]
     backend: Option<::mini::Backend>,
 
+    /// Serve at most N connections at once; a client past that is accepted and closed at once.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: Option<u32>,
+
+    /// Close a connection that has neither sent nor received a byte for SECS seconds (fractions
+    /// allowed, e.g. 2.5).
+    #[arg(long, value_name = "SECS", value_parser = options::parse_secs)]
+    idle_timeout: Option<Duration>,
+
+    /// Testing knob: set SO_SNDBUF to BYTES on each accepted connection (the kernel doubles it
+    /// and enforces a minimum), so that replies are taken in small pieces and every write path
+    /// meets short writes.
+    #[arg(long, value_name = "BYTES")]
+    send_buffer: Option<usize>,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -91,6 +116,8 @@ enum Command {
         #[arg(long, default_value = DEFAULT_ADDR)]
         addr: SocketAddr,
     },
+    /// Measure the servers side by side: throughput, latency, CPU time and memory.
+    Bench(bench::BenchArgs),
 }
 
 /// The I/O models; each is one file in this crate.
@@ -104,6 +131,14 @@ enum Model {
     Spin,
     /// Non-blocking sockets multiplexed with select(2): one thread, descriptors below FD_SETSIZE.
     Select,
+    /// A hand-written edge-triggered epoll loop, no runtime: one thread, the ceiling for mini.
+    Epoll,
+    /// Tokio's current-thread runtime, one task per connection: mini's peer.
+    #[cfg(feature = "tokio")]
+    TokioCurrent,
+    /// Tokio's multi-thread runtime (a worker per core), one task per connection.
+    #[cfg(feature = "tokio")]
+    TokioMulti,
 }
 
 fn main() -> ExitCode {
@@ -111,6 +146,7 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let result = match cli.command {
         Some(Command::Client { addr }) => client::run(addr),
+        Some(Command::Bench(args)) => bench::run(args),
         None => run_server(&cli),
     };
     match result {
@@ -142,6 +178,19 @@ fn run_server(cli: &Cli) -> Result<()> {
     if cli.backend.is_some() && !matches!(model, Model::Mini) {
         anyhow::bail!("--backend applies only to --runtime mini");
     }
+    let opts = options::ConnOptions {
+        max_connections: cli.max_connections.map(|n| n as usize),
+        idle_timeout: cli.idle_timeout,
+        send_buffer: cli.send_buffer,
+    };
+    #[cfg(feature = "tokio")]
+    if matches!(model, Model::TokioCurrent | Model::TokioMulti)
+        && (opts.max_connections.is_some()
+            || opts.idle_timeout.is_some()
+            || opts.send_buffer.is_some())
+    {
+        anyhow::bail!("--max-connections, --idle-timeout and --send-buffer: not for tokio peers");
+    }
     exit_on_signals()?;
     let listener = listen::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr().context("cannot read the bound address")?;
@@ -151,10 +200,15 @@ fn run_server(cli: &Cli) -> Result<()> {
     drop(stdout);
 
     let served: io::Result<Infallible> = match model {
-        Model::Mini => mini::serve(listener, upper, cli.backend),
-        Model::Threaded => threaded::serve(listener, upper),
-        Model::Spin => spin::serve(listener, upper),
-        Model::Select => select::serve(listener, upper),
+        Model::Mini => mini::serve(listener, upper, cli.backend, opts),
+        Model::Threaded => threaded::serve(listener, upper, opts),
+        Model::Spin => spin::serve(listener, upper, opts),
+        Model::Select => select::serve(listener, upper, opts),
+        Model::Epoll => epoll::serve(listener, upper, opts),
+        #[cfg(feature = "tokio")]
+        Model::TokioCurrent => tokio_peer::serve(listener, upper, tokio_peer::Flavor::Current),
+        #[cfg(feature = "tokio")]
+        Model::TokioMulti => tokio_peer::serve(listener, upper, tokio_peer::Flavor::Multi),
     };
     match served.with_context(|| format!("the {model:?} server stopped"))? {}
 }

@@ -16,24 +16,41 @@
 //!
 //! # Cost and limits
 //!
-//! A connection costs one heap-allocated task and its 16 KiB buffer, not a thread, so tens of
-//! thousands are cheap; epoll reports only the ready sockets, so a turn costs in proportion to the
-//! work done, and there is no `FD_SETSIZE` cap (only the open-files limit). Everything runs on one
-//! thread, so this uses one core at most, and a task that computes for long without reaching an
-//! `.await` holds up every other connection. Flow control is as in the threaded model: a task
-//! waiting in `write_all` does not read.
+//! A connection costs one small heap-allocated task, not a thread and not a buffer: an idle
+//! connection's task waits for readability holding no buffer at all, and only once data is there
+//! does it borrow the thread's one shared read buffer, for a read, a transform and a write that
+//! never wait (`try_read`, `try_write`). Only bytes the kernel would not take right away are
+//! copied into a buffer of the connection's own, until they are written. So tens of thousands
+//! of idle connections cost a few hundred bytes each, and the busy ones share one hot buffer.
+//! epoll reports only the ready sockets, so a turn costs in proportion to the work done, and
+//! there is no `FD_SETSIZE` cap (only the open-files limit). Everything runs on one thread, so
+//! this uses one core at most, and a task that computes for long without reaching an `.await`
+//! holds up every other connection. Flow control is as in the threaded model: a task with
+//! unsent bytes does not read.
+//!
+//! # Limits and failures
+//!
+//! Out of descriptors, the accept loop sheds the waiting clients ([`Shedder`]).
+//! `--max-connections` is a counter checked at accept, which each task's guard decrements;
+//! `--idle-timeout` is a `mini::time::timeout` around every read and write.
 //!
 //! Inside this module `mini` would name the runtime crate anyway; the paths say `::mini` so that
 //! nobody has to remember that this file is itself called `mini`.
 
+use std::cell::RefCell;
 use std::convert::Infallible;
+use std::future::Future;
 use std::io;
+use std::os::fd::AsFd;
+use std::time::Duration;
 
 use log::{debug, info, warn};
 
+use crate::options::{self, ConnOptions, OpenCount};
+use crate::shed::{Next, Shedder};
 use crate::transform;
 
-/// Bytes read at a time. Kept on the heap so that each task's future stays small.
+/// Bytes read at a time, into the thread's shared buffer.
 const BUF_SIZE: usize = 16 * 1024;
 
 /// Serves echo on `listener` until the process exits, on the given poller backend (else the
@@ -42,6 +59,7 @@ pub fn serve(
     listener: std::net::TcpListener,
     upper: bool,
     backend: Option<::mini::Backend>,
+    opts: ConnOptions,
 ) -> io::Result<Infallible> {
     let mut builder = ::mini::Runtime::builder();
     if let Some(backend) = backend {
@@ -49,26 +67,45 @@ pub fn serve(
     }
     let runtime = builder.build()?;
     info!("mini runtime on the {} backend", runtime.backend());
+    let mut shedder = Shedder::new();
+    let open = OpenCount::default();
     runtime.block_on(async move {
         let listener = ::mini::net::TcpListener::from_std(listener)?;
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
+                    shedder.accepted();
+                    if opts.refuse(open.get(), peer) {
+                        continue; // dropping `stream` closes it
+                    }
+                    if let Err(e) = opts.apply(stream.as_fd()) {
+                        warn!("cannot set up {peer}, closing it: {e}");
+                        continue;
+                    }
                     debug!("accepted {peer}");
+                    let counted = open.enter();
                     // Dropping the JoinHandle detaches the task: it runs on by itself.
                     ::mini::spawn(async move {
-                        match handle(stream, upper).await {
+                        let _counted = counted;
+                        match handle(stream, upper, opts.idle_timeout).await {
                             Ok(()) => debug!("closed {peer}"),
-                            Err(e) => debug!("closing {peer} after an error: {e}"),
+                            Err(e) => match opts.idle_timeout {
+                                Some(timeout) if options::is_timeout(&e) => {
+                                    options::log_idle(peer, timeout)
+                                }
+                                _ => debug!("closing {peer} after an error: {e}"),
+                            },
                         }
                     });
                 }
+                // E.g. the select backend refusing a descriptor >= FD_SETSIZE: that one
+                // connection is closed, the others are not disturbed. Out of descriptors, the
+                // waiting clients are closed and the loop accepts again; with the table still
+                // full that accept fails at once with nobody waiting (the runtime still counts
+                // the listener as ready), and this task pauses. Only this task waits: the
+                // connections keep being served.
                 Err(e) => {
-                    // E.g. the select backend refusing a descriptor >= FD_SETSIZE: that one
-                    // connection is closed, the others are not disturbed.
-                    warn!("accept failed: {e}");
-                    if crate::out_of_resources(&e) {
-                        // Only this task waits; the connections keep being served meanwhile.
+                    if shedder.accept_failed(&e, listener.as_fd()) == Next::Pause {
                         ::mini::time::sleep(crate::ACCEPT_PAUSE).await;
                     }
                 }
@@ -78,14 +115,73 @@ pub fn serve(
 }
 
 /// Echoes one connection until the peer closes its sending side. Dropping `stream` closes it.
-async fn handle(mut stream: ::mini::net::TcpStream, upper: bool) -> io::Result<()> {
-    let mut buf = vec![0u8; BUF_SIZE];
+/// With an idle timeout, each wait for data and each wait to write must end within it, or the
+/// connection ends with a `TimedOut` error.
+async fn handle(
+    mut stream: ::mini::net::TcpStream,
+    upper: bool,
+    idle_timeout: Option<Duration>,
+) -> io::Result<()> {
     loop {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(());
+        // Waits holding no buffer: this is all an idle connection costs.
+        within(idle_timeout, stream.readable()).await?;
+        let unsent = match SHARED_BUF.with(|buf| echo_now(&stream, &mut buf.borrow_mut(), upper))? {
+            Echoed::Closed => return Ok(()),
+            Echoed::All => continue,
+            Echoed::Partly(unsent) => unsent,
+        };
+        // The kernel's send buffer is full: keep the rest, and read no more until it is sent.
+        let mut rest = &unsent[..];
+        while !rest.is_empty() {
+            match within(idle_timeout, stream.write(rest)).await? {
+                0 => return Err(io::ErrorKind::WriteZero.into()),
+                k => rest = &rest[k..],
+            }
         }
-        transform::apply(&mut buf[..n], upper);
-        stream.write_all(&buf[..n]).await?;
+    }
+}
+
+thread_local! {
+    /// The one read buffer of the runtime's thread, lent to a task for a read-transform-write
+    /// that never waits; so an idle connection holds none.
+    static SHARED_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; BUF_SIZE]);
+}
+
+/// What [`echo_now`] managed.
+enum Echoed {
+    /// The peer closed its sending side.
+    Closed,
+    /// Everything read (maybe nothing: the readiness was stale) was written.
+    All,
+    /// The kernel took only part of the reply: the rest, to send before reading again.
+    Partly(Vec<u8>),
+}
+
+/// Reads what is there into `buf`, transforms it and writes what the kernel takes, without
+/// waiting.
+fn echo_now(stream: &::mini::net::TcpStream, buf: &mut [u8], upper: bool) -> io::Result<Echoed> {
+    let n = match stream.try_read(buf) {
+        Ok(0) => return Ok(Echoed::Closed),
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Echoed::All),
+        Err(e) => return Err(e),
+    };
+    transform::apply(&mut buf[..n], upper);
+    let written = match stream.try_write(&buf[..n]) {
+        Ok(k) => k,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+        Err(e) => return Err(e),
+    };
+    Ok(if written == n { Echoed::All } else { Echoed::Partly(buf[written..n].to_vec()) })
+}
+
+/// Runs `op`, giving up with a `TimedOut` error after `limit` if there is one.
+async fn within<T>(
+    limit: Option<Duration>,
+    op: impl Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    match limit {
+        None => op.await,
+        Some(limit) => ::mini::time::timeout(limit, op).await?,
     }
 }

@@ -27,21 +27,30 @@
 //!   ones: we rebuild both sets, the kernel scans every descriptor up to the highest, and we test
 //!   each connection afterwards. `epoll`, under the `mini` runtime, keeps the interest list in the
 //!   kernel and returns only the ready descriptors.
+//!
+//! # Limits and failures
+//!
+//! Out of descriptors, the waiting clients are closed at once ([`Shedder`]) and the listener
+//! stays in the read set for the next one. `--max-connections` is checked against the table at
+//! accept. `--idle-timeout` is each connection's last activity: the earliest deadline becomes
+//! `select`'s timeout, and each turn closes the connections past theirs.
 
 use std::convert::Infallible;
 use std::io;
 use std::mem;
 use std::net::TcpListener;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::ptr;
 use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 
 use crate::conn::{would_wait, Conn, Status};
+use crate::options::{self, ConnOptions};
+use crate::shed::{Next, Shedder};
 
 /// Serves echo on `listener` until the process exits.
-pub fn serve(listener: TcpListener, upper: bool) -> io::Result<Infallible> {
+pub fn serve(listener: TcpListener, upper: bool, opts: ConnOptions) -> io::Result<Infallible> {
     // Non-blocking so that an accept after a stale readiness returns WouldBlock instead of stalling
     // every connection.
     listener.set_nonblocking(true)?;
@@ -51,13 +60,16 @@ pub fn serve(listener: TcpListener, upper: bool) -> io::Result<Infallible> {
             "listener descriptor {listen_fd} is too large for select"
         )));
     }
+    let mut shedder = Shedder::new();
     let mut conns: Vec<Conn> = Vec::new();
     // After an accept error we leave the listener out of the sets for a moment (see `ACCEPT_PAUSE`).
     let mut accept_again_at = Instant::now();
 
     loop {
-        // 1. Say what we wait for. `max_fd` stays -1 only when the set is empty and we are pausing
-        //    accepts, in which case `select` just sleeps until the timeout.
+        // 1. Say what we wait for, and until when: the end of an accept pause, or the moment
+        //    the first connection will have been idle for `--idle-timeout`. `max_fd` stays -1
+        //    only when the set is empty and we are pausing accepts, in which case `select` just
+        //    sleeps until the timeout.
         let mut read_set = FdSet::new();
         let mut write_set = FdSet::new();
         let mut max_fd = -1;
@@ -76,8 +88,12 @@ pub fn serve(listener: TcpListener, upper: bool) -> io::Result<Infallible> {
             }
             max_fd = max_fd.max(fd);
         }
-        // No timeout (wait for ever) unless the listener is paused: then wake up to resume it.
-        let mut timeout = (!accepting).then(|| timeval(accept_again_at - now));
+        let first_idle =
+            opts.idle_timeout.and_then(|t| conns.iter().map(|c| c.idle_deadline(t)).min());
+        let wake_at =
+            [(!accepting).then_some(accept_again_at), first_idle].into_iter().flatten().min();
+        // No timeout (wait for ever) unless something is due.
+        let mut timeout = wake_at.map(|at| timeval(at.saturating_duration_since(now)));
         let timeout_ptr = timeout.as_mut().map_or(ptr::null_mut(), |t| t as *mut libc::timeval);
 
         // 2. Sleep until something is ready.
@@ -103,9 +119,11 @@ pub fn serve(listener: TcpListener, upper: bool) -> io::Result<Infallible> {
             return Err(err);
         }
 
-        // 3. Serve the ready connections. Only those that were in the sets can be marked; new ones
-        //    are added after this loop, so a descriptor number that is closed and reused within
-        //    this turn cannot be mistaken for a ready one.
+        // 3. Serve the ready connections, and close those idle for too long. Only those that
+        //    were in the sets can be marked; new ones are added after this loop, so a descriptor
+        //    number that is closed and reused within this turn cannot be mistaken for a ready
+        //    one.
+        let now = Instant::now();
         conns.retain_mut(|conn| {
             let fd = conn.stream.as_raw_fd();
             let result = if write_set.contains(fd) {
@@ -116,7 +134,13 @@ pub fn serve(listener: TcpListener, upper: bool) -> io::Result<Infallible> {
                 Ok(Status::Open)
             };
             match result {
-                Ok(Status::Open) => true,
+                Ok(Status::Open) => match opts.idle_timeout {
+                    Some(timeout) if now >= conn.idle_deadline(timeout) => {
+                        options::log_idle(conn.peer, timeout);
+                        false
+                    }
+                    _ => true,
+                },
                 Ok(Status::Done) => {
                     debug!("closed {}", conn.peer);
                     false
@@ -133,6 +157,14 @@ pub fn serve(listener: TcpListener, upper: bool) -> io::Result<Infallible> {
             loop {
                 match listener.accept() {
                     Ok((stream, peer)) => {
+                        shedder.accepted();
+                        if opts.refuse(conns.len(), peer) {
+                            continue; // dropping `stream` closes it
+                        }
+                        if let Err(e) = opts.apply(stream.as_fd()) {
+                            warn!("cannot set up {peer}, closing it: {e}");
+                            continue;
+                        }
                         let fd = stream.as_raw_fd();
                         if !fits(fd) {
                             warn!(
@@ -151,9 +183,11 @@ pub fn serve(listener: TcpListener, upper: bool) -> io::Result<Infallible> {
                         }
                     }
                     Err(e) if would_wait(&e) => break,
+                    // Out of descriptors, the waiting clients are closed and the queue is empty:
+                    // the listener stays in the read set, for the next client. Otherwise that
+                    // one connection failed, and the next turn accepts the others.
                     Err(e) => {
-                        warn!("accept failed: {e}");
-                        if crate::out_of_resources(&e) {
+                        if shedder.accept_failed(&e, listener.as_fd()) == Next::Pause {
                             accept_again_at = Instant::now() + crate::ACCEPT_PAUSE;
                         }
                         break;
@@ -198,11 +232,13 @@ fn fits(fd: RawFd) -> bool {
     usize::try_from(fd).is_ok_and(|fd| fd < libc::FD_SETSIZE)
 }
 
-/// A `Duration` as `select` wants it.
+/// A `Duration` as `select` wants it, rounded up to whole microseconds so that the wait does
+/// not end just before what it waits for.
 fn timeval(d: Duration) -> libc::timeval {
+    let d = d.saturating_add(Duration::from_nanos(999));
     libc::timeval {
-        // The pause is a fraction of a second; both fit easily.
-        tv_sec: d.as_secs() as libc::time_t,
+        // An idle timeout given in seconds fits time_t; the microseconds are below a million.
+        tv_sec: d.as_secs().try_into().unwrap_or(libc::time_t::MAX),
         tv_usec: d.subsec_micros() as libc::suseconds_t,
     }
 }

@@ -18,19 +18,30 @@
 //! One thread and one 16 KiB buffer per connection, so many connections are cheap in memory. But
 //! one core is always at 100%, and each round costs a system call per connection, so with many
 //! idle connections the round gets long and latency grows with the number of connections.
+//!
+//! # Limits and failures
+//!
+//! Out of descriptors, every accept fails at once, so after shedding the waiting clients
+//! ([`Shedder`]) the loop leaves the listener alone for [`crate::ACCEPT_PAUSE`].
+//! `--max-connections` is checked against the table at accept; `--idle-timeout` against each
+//! connection's last activity on every round.
 
 use std::convert::Infallible;
 use std::io;
 use std::net::TcpListener;
+use std::os::fd::AsFd;
 use std::time::Instant;
 
 use log::{debug, warn};
 
 use crate::conn::{would_wait, Conn, Status};
+use crate::options::{self, ConnOptions};
+use crate::shed::{Next, Shedder};
 
 /// Serves echo on `listener` until the process exits.
-pub fn serve(listener: TcpListener, upper: bool) -> io::Result<Infallible> {
+pub fn serve(listener: TcpListener, upper: bool, opts: ConnOptions) -> io::Result<Infallible> {
     listener.set_nonblocking(true)?;
+    let mut shedder = Shedder::new();
     let mut conns: Vec<Conn> = Vec::new();
     // After an accept error we leave the listener alone for a moment (see `ACCEPT_PAUSE`).
     let mut accept_again_at = Instant::now();
@@ -38,26 +49,44 @@ pub fn serve(listener: TcpListener, upper: bool) -> io::Result<Infallible> {
         // 1. Ask the listener whether someone new is there.
         if Instant::now() >= accept_again_at {
             match listener.accept() {
-                Ok((stream, peer)) => match Conn::new(stream, peer) {
-                    Ok(conn) => {
-                        debug!("accepted {peer}");
-                        conns.push(conn);
+                Ok((stream, peer)) => {
+                    shedder.accepted();
+                    if opts.refuse(conns.len(), peer) {
+                        // Dropping `stream` closes it.
+                    } else if let Err(e) = opts.apply(stream.as_fd()) {
+                        warn!("cannot set up {peer}, closing it: {e}");
+                    } else {
+                        match Conn::new(stream, peer) {
+                            Ok(conn) => {
+                                debug!("accepted {peer}");
+                                conns.push(conn);
+                            }
+                            Err(e) => warn!("cannot set up {peer}, closing it: {e}"),
+                        }
                     }
-                    Err(e) => warn!("cannot set up {peer}, closing it: {e}"),
-                },
+                }
                 Err(e) if would_wait(&e) => {}
+                // Out of descriptors, every accept fails at once whether or not a client waits:
+                // after shedding the waiting ones, leave the listener alone for a while.
                 Err(e) => {
-                    warn!("accept failed: {e}");
-                    if crate::out_of_resources(&e) {
+                    if shedder.accept_failed(&e, listener.as_fd()) != Next::Retry {
                         accept_again_at = Instant::now() + crate::ACCEPT_PAUSE;
                     }
                 }
             }
         }
 
-        // 2. Ask every connection to make what progress it can. Dropping a `Conn` closes it.
+        // 2. Ask every connection to make what progress it can; close the idle ones. Dropping a
+        //    `Conn` closes it.
+        let now = opts.idle_timeout.map(|timeout| (Instant::now(), timeout));
         conns.retain_mut(|conn| match step(conn, upper) {
-            Ok(Status::Open) => true,
+            Ok(Status::Open) => match now {
+                Some((now, timeout)) if now >= conn.idle_deadline(timeout) => {
+                    options::log_idle(conn.peer, timeout);
+                    false
+                }
+                _ => true,
+            },
             Ok(Status::Done) => {
                 debug!("closed {}", conn.peer);
                 false

@@ -39,6 +39,21 @@ fn unknown_runtime_is_rejected() {
     assert!(out.stderr.contains("no-such-runtime"), "stderr does not name it: {}", out.describe());
 }
 
+/// A build without the `tokio` feature does not offer the tokio peers: clap rejects their names
+/// like any unknown runtime, listing the ones the build has.
+#[cfg(not(feature = "tokio"))]
+#[test]
+fn tokio_runtimes_need_the_tokio_feature() {
+    for runtime in ["tokio-current", "tokio-multi"] {
+        let out = run(&["--runtime", runtime, "--addr", "127.0.0.1:0"], b"");
+        assert!(!out.status.success(), "{runtime} was accepted: {}", out.describe());
+        assert!(out.stderr.contains(runtime), "stderr does not name it: {}", out.describe());
+    }
+    let help = run(&["--help"], b"");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(!help.contains("tokio"), "--help mentions tokio in a build without it:\n{help}");
+}
+
 #[test]
 fn unknown_flag_is_rejected() {
     let out = run(&["--no-such-flag", "--addr", "127.0.0.1:0"], b"");
@@ -54,7 +69,8 @@ fn unparsable_address_is_an_error() {
 }
 
 /// Generates `mod CASE { fn mini(), fn threaded(), ... }`: one `#[test]` per server calling
-/// `CASE(runtime)`, so that each server's failure is reported on its own.
+/// `CASE(runtime)`, so that each server's failure is reported on its own. The tokio peers only
+/// with the `tokio` feature.
 macro_rules! per_runtime {
     ($($case:ident),* $(,)?) => {$(
         mod $case {
@@ -73,6 +89,20 @@ macro_rules! per_runtime {
             #[test]
             fn select() {
                 super::$case("select");
+            }
+            #[test]
+            fn epoll() {
+                super::$case("epoll");
+            }
+            #[cfg(feature = "tokio")]
+            #[test]
+            fn tokio_current() {
+                super::$case("tokio-current");
+            }
+            #[cfg(feature = "tokio")]
+            #[test]
+            fn tokio_multi() {
+                super::$case("tokio-multi");
             }
         }
     )*};

@@ -17,11 +17,14 @@ use crate::util::{
     set_linger_zero, try_connect, wait_until, Rendezvous, Server, IO_TIMEOUT,
 };
 
-/// Generates one module per server, holding one `#[test]` per case.
+/// Generates one module per server, holding one `#[test]` per case. A server whose `--runtime`
+/// name is not an identifier is written `module = "name"`.
 macro_rules! server_suite {
-    ($($runtime:ident),* $(,)?) => {$(
+    (@name $runtime:ident) => { stringify!($runtime) };
+    (@name $runtime:ident $name:literal) => { $name };
+    ($($runtime:ident $(= $name:literal)?),* $(,)?) => {$(
         mod $runtime {
-            const RUNTIME: &str = stringify!($runtime);
+            const RUNTIME: &str = server_suite!(@name $runtime $($name)?);
 
             #[test]
             fn round_trip() {
@@ -71,7 +74,9 @@ macro_rules! server_suite {
     )*};
 }
 
-server_suite!(mini, threaded, spin, select);
+server_suite!(mini, threaded, spin, select, epoll);
+#[cfg(feature = "tokio")]
+server_suite!(tokio_current = "tokio-current", tokio_multi = "tokio-multi");
 
 /// One client, a few messages on one connection, each echoed exactly.
 fn round_trip(runtime: &str) {

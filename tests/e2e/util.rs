@@ -22,7 +22,17 @@ use rand::{RngCore, SeedableRng};
 pub const ECHO: &str = env!("CARGO_BIN_EXE_echo");
 
 /// Every server the binary offers (`--runtime`).
-pub const RUNTIMES: [&str; 4] = ["mini", "threaded", "spin", "select"];
+pub const RUNTIMES: &[&str] = &[
+    "mini",
+    "threaded",
+    "spin",
+    "select",
+    "epoll",
+    #[cfg(feature = "tokio")]
+    "tokio-current",
+    #[cfg(feature = "tokio")]
+    "tokio-multi",
+];
 
 /// Bound on any single blocking socket operation, process run or rendezvous.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,16 +56,23 @@ impl Server {
     /// Starts `echo --runtime RUNTIME --addr 127.0.0.1:0 EXTRA_ARGS...` and waits for its
     /// `listening on IP:PORT` line. Panics with the server's stderr if that line does not come.
     pub fn start(runtime: &str, extra_args: &[&str]) -> Server {
+        Server::start_with(runtime, extra_args, |_| {})
+    }
+
+    /// [`Server::start`], letting `configure` adjust the command first (environment, resource
+    /// limits through `pre_exec`, ...).
+    pub fn start_with(
+        runtime: &str,
+        extra_args: &[&str],
+        configure: impl FnOnce(&mut Command),
+    ) -> Server {
         let mut args = vec!["--runtime", runtime, "--addr", "127.0.0.1:0"];
         args.extend_from_slice(extra_args);
         let shown = args.join(" ");
-        let child = Command::new(ECHO)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot spawn `echo {shown}`: {e}"));
+        let mut command = Command::new(ECHO);
+        command.args(&args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        configure(&mut command);
+        let child = command.spawn().unwrap_or_else(|e| panic!("cannot spawn `echo {shown}`: {e}"));
         let mut child = Reaped(child);
         let output = Captured::new();
         output.drain(child.0.stderr.take().expect("stderr is piped"));
@@ -116,6 +133,11 @@ impl Server {
         // that happens after every use of `self`.
         let rc = unsafe { libc::kill(pid, signal) };
         assert_eq!(rc, 0, "kill({pid}, {signal}): {}", io::Error::last_os_error());
+    }
+
+    /// What the server has printed on stderr so far (its log).
+    pub fn log(&self) -> String {
+        self.output.text()
     }
 
     /// Waits up to `timeout` for the server to exit by itself.

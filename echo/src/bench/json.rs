@@ -1,0 +1,156 @@
+//! `results.jsonl`: one JSON object per server × point, with every figure (the medians), the
+//! per-round headline figure, the errors, and the run's metadata. Every line carries the
+//! metadata, so that the lines of several runs can be concatenated into one file and still be
+//! told apart.
+//!
+//! JSON is written by hand: the objects are flat, and a 60-line writer beats a dependency.
+
+use super::report::{Entry, Figures, IdleFigures, LoadFigures, Meta, Point};
+
+/// One JSON object per entry, each line with the figures (medians), the per-round throughput or
+/// RSS, the errors and the run's metadata.
+pub fn lines(meta: &Meta, entries: &[Entry]) -> String {
+    let mut out = String::new();
+    for e in entries {
+        let mut o = Object::default();
+        let errors: Vec<String> = e.errors().cloned().collect();
+        match e.point {
+            Point::Load { connections, size } => {
+                let f = e.load();
+                let f = f.as_ref();
+                let num = |get: fn(&LoadFigures) -> f64| f.map(get);
+                o.str("kind", "load").str("server", &e.server);
+                o.num("connections", Some(connections as f64)).num("size", Some(size as f64));
+                o.num("pipeline", Some(meta.pipeline as f64));
+                o.num("msgs_per_s", num(|f| f.msgs_per_s)).num("mb_per_s", num(|f| f.mb_per_s));
+                o.num("p50_us", num(|f| f.p50_us)).num("p99_us", num(|f| f.p99_us));
+                o.num("p999_us", num(|f| f.p999_us)).num("messages", num(|f| f.messages));
+                o.num("server_cpu_per_msg_us", num(|f| f.server_cpu_per_msg_us));
+                o.num("server_busy", num(|f| f.server_busy));
+                o.num("server_rss_kib", num(|f| f.server_rss_kib));
+                o.num("load_busy", num(|f| f.load_busy)).num("starved", num(|f| f.starved));
+                let by_round = e.rounds.iter().map(|r| match r {
+                    Ok(Figures::Load(l)) => Some(l.msgs_per_s),
+                    _ => None,
+                });
+                o.nums("msgs_per_s_by_round", by_round);
+            }
+            Point::Idle { connections } => {
+                let f = e.idle();
+                let f = f.as_ref();
+                let num = |get: fn(&IdleFigures) -> f64| f.map(get);
+                o.str("kind", "idle").str("server", &e.server);
+                o.num("connections", Some(connections as f64)).num("held", num(|f| f.held));
+                o.num("open_s", num(|f| f.open_s));
+                o.num("server_busy", num(|f| f.server_busy));
+                o.num("rss_before_kib", num(|f| f.rss_before_kib));
+                o.num("rss_kib", num(|f| f.rss_kib));
+                o.num("rss_per_conn_bytes", num(|f| f.rss_per_conn_bytes));
+                o.num("hold_s", Some(meta.duration_s));
+                let by_round = e.rounds.iter().map(|r| match r {
+                    Ok(Figures::Idle(i)) => Some(i.rss_per_conn_bytes),
+                    _ => None,
+                });
+                o.nums("rss_per_conn_bytes_by_round", by_round);
+            }
+        }
+        o.num("rounds", Some(e.rounds.len() as f64));
+        o.strs("errors", &errors);
+        o.str("date", &meta.date);
+        match &meta.commit {
+            Some(c) => o.str("commit", c),
+            None => o.num("commit", None),
+        };
+        o.str("command", &meta.command).num("cores", Some(meta.cores as f64));
+        o.str("pinning", &meta.pinning);
+        o.num("duration_s", Some(meta.duration_s)).num("warmup_s", Some(meta.warmup_s));
+        out += &o.finish();
+        out += "\n";
+    }
+    out
+}
+
+/// A flat JSON object under construction.
+#[derive(Default)]
+struct Object(String);
+
+impl Object {
+    fn key(&mut self, key: &str) -> &mut Self {
+        self.0 += if self.0.is_empty() { "{" } else { "," };
+        self.0 += &quote(key);
+        self.0 += ":";
+        self
+    }
+
+    fn str(&mut self, key: &str, value: &str) -> &mut Self {
+        self.key(key).0 += &quote(value);
+        self
+    }
+
+    /// A number rounded to 3 decimals; `null` for None, NaN or infinity.
+    fn num(&mut self, key: &str, value: Option<f64>) -> &mut Self {
+        self.key(key).0 += &number(value);
+        self
+    }
+
+    fn nums(&mut self, key: &str, values: impl Iterator<Item = Option<f64>>) -> &mut Self {
+        let items: Vec<String> = values.map(number).collect();
+        self.key(key).0 += &format!("[{}]", items.join(","));
+        self
+    }
+
+    fn strs(&mut self, key: &str, values: &[String]) -> &mut Self {
+        let items: Vec<String> = values.iter().map(|v| quote(v)).collect();
+        self.key(key).0 += &format!("[{}]", items.join(","));
+        self
+    }
+
+    fn finish(mut self) -> String {
+        self.0 += "}";
+        self.0
+    }
+}
+
+fn number(value: Option<f64>) -> String {
+    match value {
+        Some(x) if x.is_finite() => {
+            let s = format!("{x:.3}");
+            let s = s.trim_end_matches('0').trim_end_matches('.');
+            if s == "-0" {
+                "0".to_owned()
+            } else {
+                s.to_owned()
+            }
+        }
+        _ => "null".to_owned(),
+    }
+}
+
+fn quote(s: &str) -> String {
+    let mut q = String::with_capacity(s.len() + 2);
+    q.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => q += "\\\"",
+            '\\' => q += "\\\\",
+            '\n' => q += "\\n",
+            c if (c as u32) < 0x20 => q += &format!("\\u{:04x}", c as u32),
+            c => q.push(c),
+        }
+    }
+    q.push('"');
+    q
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_strings() {
+        assert_eq!(number(Some(95312.34567)), "95312.346");
+        assert_eq!(number(Some(2.0)), "2");
+        assert_eq!(number(Some(f64::NAN)), "null");
+        assert_eq!(quote("a \"b\"\n"), r#""a \"b\"\n""#);
+    }
+}

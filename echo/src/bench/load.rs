@@ -1,0 +1,425 @@
+//! The closed-loop load generator, on the `mini` runtime: one task per connection, one thread.
+//!
+//! # The loop
+//!
+//! Each of the C connections sends an S-byte message, waits until the whole reply is back,
+//! checks every byte of it, and only then sends the next (with `--pipeline K`, it keeps K
+//! messages in flight instead of one). So the load adapts to the server: a slow server gets
+//! fewer messages, never a queue that grows. A message's *latency* is the time from the start of
+//! its sending to the last byte of its reply.
+//!
+//! # One hand-written future per connection
+//!
+//! A connection must read and write at once: with a pipeline, a server that stops reading while
+//! its reply is unsent (as every `echo` server does) would deadlock with a client that writes K
+//! messages before reading any. [`Conn::poll`] is therefore a plain `poll` function over the
+//! stream's `AsyncRead`/`AsyncWrite`: in one turn it writes what the pipeline allows and reads
+//! what has come back, and returns `Pending` only when neither made progress (the reactor then
+//! holds a waker for each direction it waited on).
+//!
+//! # Cost per message
+//!
+//! Nothing is allocated per message. Every message is a window of one pseudo-random
+//! [`Shared::pattern`], written straight from it; replies land in one scratch buffer shared by all
+//! connections (only one task runs at a time, and it checks the bytes before it yields) and are
+//! compared with the same window; latencies go into a preallocated histogram. Sockets have
+//! `TCP_NODELAY`, so small messages leave at once. With one message in flight a message costs
+//! one `sendto` and one `recvfrom` (no read that says `EWOULDBLOCK`, see step 2 of
+//! [`Conn::poll`]) and a share of an `epoll_wait`, about as much as it costs the server: at many
+//! connections the load generator and the server saturate their cores together, which the
+//! load generator's own busy figure shows.
+//!
+//! # Phases of a point ([`drive`])
+//!
+//! 1. Connect the C connections; each starts its loop at once.
+//! 2. Wait until every connection has had a reply (a server may accept slowly: `spin` walks all
+//!    its connections between two accepts), then warm up. Connections still without a reply at
+//!    the end of the interval are reported as *starved*.
+//! 3. Measure: CPU times and counts are taken at both ends of the interval.
+//! 4. Stop: no new messages; the replies in flight are still received and checked.
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_io::{AsyncRead, AsyncWrite};
+use hdrhistogram::Histogram;
+use mini::net::TcpStream;
+use mini::time::{sleep, timeout};
+
+use super::measure;
+use super::report::LoadFigures;
+use super::server::Server;
+
+/// One load point: how many connections, how large a message, how many in flight, how long.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub connections: usize,
+    pub size: usize,
+    pub pipeline: usize,
+    /// Run, unmeasured, before the measured interval (connections settle, threads start).
+    pub warmup: Duration,
+    /// The measured interval.
+    pub duration: Duration,
+}
+
+/// Bound on one connect, and on the replies still owed when the run stops.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Bound on the wait for every connection's first reply.
+const FIRST_REPLY_WAIT: Duration = Duration::from_secs(3);
+
+/// How often the control task checks for a failed connection or a dead server.
+const CHECK_EVERY: Duration = Duration::from_millis(50);
+
+/// Messages start at offsets `0..PERIOD` of the pattern, so consecutive messages differ: a
+/// server that replayed an old message, or mixed up two connections, is caught.
+const PERIOD: usize = 251;
+
+/// Rounds of write-and-read a connection may do before it lets the others run.
+const POLL_BUDGET: usize = 16;
+
+/// The most reply bytes read by one call.
+const SCRATCH: usize = 64 * 1024;
+
+/// Runs one load point against `server` and returns its figures, or why it failed.
+pub fn run(server: &mut Server, spec: &Spec) -> Result<LoadFigures, String> {
+    // The best poller, whatever MINI_BACKEND says (that variable is for the mini *server*).
+    let runtime = mini::Runtime::builder()
+        .backend(mini::Backend::best())
+        .build()
+        .map_err(|e| format!("cannot start the load generator's runtime: {e}"))?;
+    let shared = Rc::new(Shared::new(spec));
+    let result = runtime.block_on(drive(server, spec, &shared));
+    // Dropping the runtime drops every connection task still there, closing its socket.
+    drop(runtime);
+    result
+}
+
+/// What every connection task of one run shares with the others and with the control task.
+struct Shared {
+    size: usize,
+    pipeline: usize,
+    /// Pseudo-random bytes; message `m` is `pattern[m % PERIOD..][..size]`.
+    pattern: Box<[u8]>,
+    /// Where replies are read into, by one task at a time.
+    scratch: RefCell<Box<[u8]>>,
+    /// Inside the measured interval: count messages and record latencies.
+    measuring: Cell<bool>,
+    /// Begin no new message; finish those in flight and end.
+    stopping: Cell<bool>,
+    /// Messages completed inside the measured interval.
+    messages: Cell<u64>,
+    /// Latencies (ns) of those messages.
+    latency: RefCell<Histogram<u64>>,
+    /// The first connection failure; it ends the run.
+    failure: RefCell<Option<String>>,
+    /// Connection tasks not yet finished.
+    running: Cell<usize>,
+    /// Connections that have had at least one reply.
+    answered: Cell<usize>,
+}
+
+impl Shared {
+    fn new(spec: &Spec) -> Shared {
+        // xorshift64: cheap, deterministic, and no byte pattern a server could fake by accident.
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let pattern = (0..spec.size + PERIOD)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect();
+        Shared {
+            size: spec.size,
+            pipeline: spec.pipeline,
+            pattern,
+            scratch: RefCell::new(vec![0; SCRATCH].into()),
+            measuring: Cell::new(false),
+            stopping: Cell::new(false),
+            messages: Cell::new(0),
+            // 1 ns to 100 s at 3 significant digits: about 200 KiB, allocated once.
+            latency: RefCell::new(Histogram::new_with_bounds(1, 100_000_000_000, 3).unwrap()),
+            failure: RefCell::new(None),
+            running: Cell::new(0),
+            answered: Cell::new(0),
+        }
+    }
+
+    fn message(&self, m: u64) -> &[u8] {
+        &self.pattern[(m % PERIOD as u64) as usize..][..self.size]
+    }
+
+    fn fail(&self, why: String) {
+        self.failure.borrow_mut().get_or_insert(why);
+    }
+
+    fn check(&self) -> Result<(), String> {
+        self.failure.borrow().clone().map_or(Ok(()), Err)
+    }
+}
+
+/// The control task: connect, warm up, measure, stop.
+async fn drive(
+    server: &mut Server,
+    spec: &Spec,
+    shared: &Rc<Shared>,
+) -> Result<LoadFigures, String> {
+    // 1. Open the connections; each starts sending as soon as it is open.
+    let addr = server.addr();
+    for id in 0..spec.connections {
+        let stream = match timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return Err(format!("connection {id}: cannot connect: {e}")),
+            Err(_) => return Err(format!("connection {id}: connect timed out")),
+        };
+        stream.set_nodelay(true).map_err(|e| format!("cannot set TCP_NODELAY: {e}"))?;
+        shared.running.set(shared.running.get() + 1);
+        let conn = Conn::new(id, stream, Rc::clone(shared));
+        // The handle is dropped: the task runs detached until it ends or the runtime is dropped.
+        mini::spawn(conn.run());
+    }
+
+    // 2. Warm up, unmeasured, once every connection has had its first reply: a server may
+    //    take a while to accept them all, and that is not what the interval measures. But a
+    //    server may also starve some connections for good (`threaded`'s accepting thread gets
+    //    1/C of the core): after FIRST_REPLY_WAIT, go on and count them.
+    let first = Instant::now();
+    while shared.answered.get() < spec.connections && first.elapsed() < FIRST_REPLY_WAIT {
+        watch(server, shared, CHECK_EVERY).await?;
+    }
+    watch(server, shared, spec.warmup).await?;
+
+    // 3. Measure: snapshot CPU times, count, snapshot again.
+    let pid = server.pid();
+    let cpu =
+        || measure::process_cpu(pid).map_err(|e| format!("cannot read the server's CPU: {e}"));
+    let (server0, load0, t0) = (cpu()?, measure::thread_cpu(), Instant::now());
+    shared.measuring.set(true);
+    watch(server, shared, spec.duration).await?;
+    shared.measuring.set(false);
+    let (server1, load1, wall) = (cpu()?, measure::thread_cpu(), t0.elapsed());
+    let rss = measure::rss_kib(pid).map_err(|e| format!("cannot read the server's RSS: {e}"))?;
+    let starved = spec.connections - shared.answered.get();
+
+    // 4. Stop: every connection finishes its messages in flight (their replies are checked too),
+    //    except the starved ones, which are left to the runtime's drop.
+    shared.stopping.set(true);
+    let drained = Instant::now();
+    let owing = || shared.running.get().saturating_sub(spec.connections - shared.answered.get());
+    while owing() > 0 {
+        shared.check()?;
+        server.check()?;
+        if drained.elapsed() > DRAIN_TIMEOUT {
+            let stuck = owing();
+            return Err(format!(
+                "{stuck} connections still owed replies {DRAIN_TIMEOUT:?} after the run"
+            ));
+        }
+        sleep(Duration::from_millis(5)).await;
+    }
+    // A connection that failed while draining is no longer running: its error is here.
+    shared.check()?;
+
+    let messages = shared.messages.get();
+    if messages == 0 {
+        return Err(format!("no reply completed in {:.1} s", wall.as_secs_f64()));
+    }
+    let latency = shared.latency.borrow();
+    let quantile_us = |q: f64| latency.value_at_quantile(q) as f64 / 1e3;
+    let secs = wall.as_secs_f64();
+    let server_cpu = server1.saturating_sub(server0).as_secs_f64();
+    Ok(LoadFigures {
+        messages: messages as f64,
+        msgs_per_s: messages as f64 / secs,
+        mb_per_s: (messages * spec.size as u64) as f64 / secs / 1e6,
+        p50_us: quantile_us(0.5),
+        p99_us: quantile_us(0.99),
+        p999_us: quantile_us(0.999),
+        server_cpu_per_msg_us: server_cpu / messages as f64 * 1e6,
+        server_busy: server_cpu / secs,
+        server_rss_kib: rss as f64,
+        load_busy: load1.saturating_sub(load0).as_secs_f64() / secs,
+        starved: starved as f64,
+    })
+}
+
+/// Lets the connections run for `period`, returning early with the error if one of them failed
+/// or the server died.
+async fn watch(server: &mut Server, shared: &Shared, period: Duration) -> Result<(), String> {
+    let end = Instant::now() + period;
+    loop {
+        shared.check()?;
+        server.check()?;
+        let now = Instant::now();
+        if now >= end {
+            return Ok(());
+        }
+        sleep(CHECK_EVERY.min(end - now)).await;
+    }
+}
+
+/// One connection's state: how far its messages and replies have got.
+struct Conn {
+    id: usize,
+    stream: TcpStream,
+    shared: Rc<Shared>,
+    /// Messages fully written.
+    sent: u64,
+    /// Bytes of message `sent` written so far.
+    write_pos: usize,
+    /// Whether `began` holds the start of message `sent` already (its first write may wait).
+    stamped: bool,
+    /// Replies fully received (and checked).
+    done: u64,
+    /// Bytes of reply `done` received so far.
+    read_pos: usize,
+    /// When each message in flight began, message `m` at `m % pipeline`.
+    began: Box<[Instant]>,
+}
+
+impl Conn {
+    fn new(id: usize, stream: TcpStream, shared: Rc<Shared>) -> Conn {
+        let began = vec![Instant::now(); shared.pipeline].into();
+        Conn {
+            id,
+            stream,
+            shared,
+            sent: 0,
+            write_pos: 0,
+            stamped: false,
+            done: 0,
+            read_pos: 0,
+            began,
+        }
+    }
+
+    /// The task: run the loop until stopped, report a failure, count itself out.
+    async fn run(mut self) {
+        if let Err(why) = poll_fn(|cx| self.poll(cx)).await {
+            self.shared.fail(why);
+        }
+        self.shared.running.set(self.shared.running.get() - 1);
+    }
+
+    /// Writes and reads as far as the socket allows; `Ready` once stopped with nothing owed.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), String>> {
+        let shared = Rc::clone(&self.shared);
+        for _ in 0..POLL_BUDGET {
+            let mut progressed = false;
+
+            // 1. Write: finish the message begun, or begin one if the pipeline has room.
+            let room = self.sent - self.done < shared.pipeline as u64;
+            if self.write_pos > 0 || (room && !shared.stopping.get()) {
+                if !self.stamped {
+                    self.began[(self.sent % shared.pipeline as u64) as usize] = Instant::now();
+                    self.stamped = true;
+                }
+                let rest = &shared.message(self.sent)[self.write_pos..];
+                match Pin::new(&mut self.stream).poll_write(cx, rest) {
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(Err(self.error("send", "wrote 0 bytes")))
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        progressed = true;
+                        self.write_pos += n;
+                        if self.write_pos == shared.size {
+                            (self.sent, self.write_pos, self.stamped) = (self.sent + 1, 0, false);
+                        }
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(self.error("send", e))),
+                    Poll::Pending => {}
+                }
+            }
+
+            // 2. Read what has come back of the replies owed, and check it. The buffer is larger
+            //    than what is owed, so the read comes back short and the runtime forgets the
+            //    socket's readiness: the next read waits for an event instead of making a system
+            //    call that would only say EWOULDBLOCK. More bytes than owed is a server error.
+            let owed =
+                (self.sent - self.done) as usize * shared.size + self.write_pos - self.read_pos;
+            if owed > 0 {
+                let mut scratch = shared.scratch.borrow_mut();
+                match Pin::new(&mut self.stream).poll_read(cx, &mut scratch[..]) {
+                    Poll::Ready(Ok(0)) => {
+                        let why = format!("closed with {owed} reply bytes owed");
+                        return Poll::Ready(Err(self.error("receive", why)));
+                    }
+                    Poll::Ready(Ok(n)) if n > owed => {
+                        let why =
+                            format!("got {n} bytes when {owed} were owed: more than was sent");
+                        return Poll::Ready(Err(self.error("receive", why)));
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        progressed = true;
+                        self.take_replies(&shared, &scratch[..n])?;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(self.error("receive", e))),
+                    Poll::Pending => {}
+                }
+            }
+
+            // 3. Done, or wait for the socket (the reactor holds our waker for each direction
+            //    that returned Pending).
+            if shared.stopping.get() && self.sent == self.done && self.write_pos == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            if !progressed {
+                return Poll::Pending;
+            }
+        }
+        // Budget spent while the socket kept up: let the other connections have a turn.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Checks `bytes`, the next reply bytes, against what was sent; completes the messages whose
+    /// last byte they hold, recording their latencies when measuring.
+    fn take_replies(&mut self, shared: &Shared, mut bytes: &[u8]) -> Result<(), String> {
+        let now = Instant::now();
+        while !bytes.is_empty() {
+            let expected = &shared.message(self.done)[self.read_pos..];
+            let n = expected.len().min(bytes.len());
+            if bytes[..n] != expected[..n] {
+                return Err(self.mismatch(&bytes[..n], &expected[..n]));
+            }
+            (self.read_pos, bytes) = (self.read_pos + n, &bytes[n..]);
+            if self.read_pos == shared.size {
+                if shared.measuring.get() {
+                    let began = self.began[(self.done % shared.pipeline as u64) as usize];
+                    let ns = now.duration_since(began).as_nanos() as u64;
+                    shared.latency.borrow_mut().saturating_record(ns.max(1));
+                    shared.messages.set(shared.messages.get() + 1);
+                }
+                if self.done == 0 {
+                    shared.answered.set(shared.answered.get() + 1);
+                }
+                (self.done, self.read_pos) = (self.done + 1, 0);
+            }
+        }
+        Ok(())
+    }
+
+    fn error(&self, what: &str, why: impl std::fmt::Display) -> String {
+        format!("connection {}: {what} failed after {} replies: {why}", self.id, self.done)
+    }
+
+    fn mismatch(&self, got: &[u8], expected: &[u8]) -> String {
+        let i = got.iter().zip(expected).position(|(g, e)| g != e).unwrap_or(0);
+        format!(
+            "connection {}: wrong reply: message {} ({} B), byte {}: sent {:#04x}, got {:#04x}",
+            self.id,
+            self.done,
+            self.shared.size,
+            self.read_pos + i,
+            expected[i],
+            got[i]
+        )
+    }
+}

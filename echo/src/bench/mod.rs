@@ -1,0 +1,394 @@
+//! `echo bench`: every server of this build under the same load, side by side.
+//!
+//! # What a run does
+//!
+//! For each round, for each server, for each point of the matrix, a fresh server child is
+//! started (this binary, `--runtime NAME --addr 127.0.0.1:0`, see [`server`]) on one core, and
+//! measured from the other core:
+//!
+//! - a *load point* (C connections, S-byte messages) runs the closed-loop generator of [`load`]
+//!   on the `mini` runtime: warm-up, then a measured interval of `--duration` seconds;
+//! - an *idle point* (N connections) holds N silent connections for `--duration` seconds
+//!   ([`idle`]).
+//!
+//! Rounds are interleaved (round 1 of every server, then round 2, ...), so that a disturbance of
+//! the machine hits one round of several servers rather than every round of one; each figure
+//! reported is the median over the rounds. A point that fails (the server does not start, dies,
+//! or breaks a connection or a reply) is reported as failed, the bench goes on with the others,
+//! and exits non-zero at the end. [`report`] writes the Markdown table, [`json`] the JSON lines,
+//! [`chart`] the SVG charts, [`measure`] reads `/proc` and `getrusage`.
+//!
+//! # Cores
+//!
+//! With two or more CPUs, the bench pins itself (the load generator, one thread) to its first
+//! allowed CPU and each server to the second; threads a server starts stay on its core. With
+//! one CPU nothing is pinned, and the figures say so.
+
+mod chart;
+mod idle;
+mod json;
+mod load;
+mod measure;
+mod report;
+mod server;
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::ValueEnum;
+
+use report::{Entry, Figures, Meta, Point};
+use server::Server;
+
+/// Measure every server of this build: throughput, latency, CPU and memory under a closed-loop
+/// load, and the cost of idle connections. Writes a Markdown table (also on stdout), JSON lines
+/// and SVG charts to --out.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Servers to measure, comma-separated [default: every server this build has].
+    #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
+    servers: Option<Vec<String>>,
+
+    /// Connection counts of the load points [default: 1,10,100,1000; --quick: 1,100].
+    #[arg(long, value_delimiter = ',', value_name = "C,...")]
+    connections: Option<Vec<usize>>,
+
+    /// Message sizes in bytes; a k suffix means KiB [default: 64,16k].
+    #[arg(long, value_delimiter = ',', value_name = "S,...", value_parser = parse_size)]
+    sizes: Option<Vec<usize>>,
+
+    /// Seconds measured per point (after a warm-up of a quarter of it, at most 0.5 s); also how
+    /// long idle connections are held [default: 2; --quick: 0.5].
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    duration: Option<Duration>,
+
+    /// Rounds, interleaved across servers; figures are medians over them [default: 3; --quick: 1].
+    #[arg(long, value_name = "R")]
+    rounds: Option<usize>,
+
+    /// Idle connection counts; 0 skips the idle phase [default: 1000,10000; --quick: 1000].
+    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    idle: Option<Vec<usize>>,
+
+    /// Messages in flight per connection.
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    pipeline: usize,
+
+    /// A small matrix with short durations: the whole run takes well under a minute. Flags given
+    /// explicitly still win.
+    #[arg(long)]
+    quick: bool,
+
+    /// Directory for results.md, results.jsonl and the SVG charts.
+    #[arg(long, value_name = "DIR", default_value = "docs/bench")]
+    out: PathBuf,
+}
+
+/// The default matrix (and the --quick one): C, S, seconds, rounds, idle N.
+const DEFAULTS: (&[usize], &[usize], f64, usize, &[usize]) =
+    (&[1, 10, 100, 1000], &[64, 16 * 1024], 2.0, 3, &[1000, 10_000]);
+const QUICK: (&[usize], &[usize], f64, usize, &[usize]) =
+    (&[1, 100], &[64, 16 * 1024], 0.5, 1, &[1000]);
+
+/// What the arguments resolve to.
+#[derive(Debug)]
+struct Plan {
+    servers: Vec<String>,
+    /// The load points, then the idle points: the order of one server's turn in a round.
+    points: Vec<Point>,
+    duration: Duration,
+    warmup: Duration,
+    rounds: usize,
+    pipeline: usize,
+    out: PathBuf,
+}
+
+/// Runs the bench; an error if the arguments are wrong or if any point failed.
+pub fn run(args: BenchArgs) -> Result<()> {
+    let plan = Plan::new(args)?;
+
+    // 1. Cores, descriptors, signals. Pin first: threads started later inherit the affinity.
+    let cpus = measure::allowed_cpus().context("cannot read this process's CPU affinity")?;
+    let (server_cpu, pinning) = match cpus[..] {
+        [load_cpu, server_cpu, ..] => {
+            measure::pin(&measure::cpu_set(load_cpu)).context("cannot pin the load generator")?;
+            (
+                Some(server_cpu),
+                format!("server on CPU {server_cpu}, load generator on CPU {load_cpu}"),
+            )
+        }
+        _ => (None, "not pinned (one CPU: server and load generator share it)".to_owned()),
+    };
+    let limit = measure::raise_open_files_limit().context("cannot raise the open-files limit")?;
+    let needed = plan.points.iter().map(connections).max().unwrap_or(0) as u64 + 64;
+    if needed > limit {
+        bail!("this matrix needs about {needed} descriptors, but the open-files limit is {limit}");
+    }
+    server::kill_children_on_signals()?;
+
+    // 2. Run every point, round by round, one progress line each.
+    let total = plan.rounds * plan.servers.len() * plan.points.len();
+    eprintln!(
+        "bench: {} servers × {} points × {} rounds = {total} runs, {} s each after {} s warm-up; \
+         {pinning}; estimated {}",
+        plan.servers.len(),
+        plan.points.len(),
+        plan.rounds,
+        plan.duration.as_secs_f64(),
+        plan.warmup.as_secs_f64(),
+        minutes(plan.estimate())
+    );
+    let started = Instant::now();
+    let mut entries: Vec<Entry> = plan
+        .servers
+        .iter()
+        .flat_map(|s| {
+            plan.points.iter().map(|&point| Entry { server: s.clone(), point, rounds: vec![] })
+        })
+        .collect();
+    let mut done = 0;
+    for round in 1..=plan.rounds {
+        for entry in &mut entries {
+            done += 1;
+            let t = Instant::now();
+            let outcome = run_point(&entry.server, entry.point, &plan, server_cpu);
+            let (name, point, took) = (&entry.server, entry.point, t.elapsed().as_secs_f64());
+            eprintln!(
+                "[{done}/{total}] {name} {point} round {round}: {} ({took:.1} s)",
+                summary(&outcome)
+            );
+            entry.rounds.push(outcome);
+        }
+    }
+    eprintln!("bench: done in {}", minutes(started.elapsed()));
+
+    // 3. Report.
+    let meta = Meta {
+        date: report::utc_now(),
+        commit: commit(),
+        command: command_line(),
+        // The CPUs allowed before the bench pinned itself to one of them.
+        cores: cpus.len(),
+        pinning,
+        duration_s: plan.duration.as_secs_f64(),
+        warmup_s: plan.warmup.as_secs_f64(),
+        rounds: plan.rounds,
+        pipeline: plan.pipeline,
+    };
+    let markdown = report::markdown(&meta, &entries);
+    print!("{markdown}");
+    write_outputs(&plan, &meta, &entries, &markdown)?;
+
+    let failed = entries.iter().map(|e| e.errors().count()).sum::<usize>();
+    if failed > 0 {
+        bail!("{failed} of {total} runs failed (see Errors above)");
+    }
+    Ok(())
+}
+
+/// One run of one point on a fresh server.
+fn run_point(name: &str, point: Point, plan: &Plan, cpu: Option<usize>) -> Result<Figures, String> {
+    let mut server = Server::start(name, cpu)?;
+    let outcome = match point {
+        Point::Load { connections, size } => {
+            let spec = load::Spec {
+                connections,
+                size,
+                pipeline: plan.pipeline,
+                warmup: plan.warmup,
+                duration: plan.duration,
+            };
+            load::run(&mut server, &spec).map(Figures::Load)
+        }
+        Point::Idle { connections } => {
+            idle::run(&mut server, connections, plan.duration).map(Figures::Idle)
+        }
+    };
+    // A broken connection is often the first sign of a dead server: then say that.
+    outcome.map_err(|e| match server.check_after_error() {
+        Err(dead) => format!("{dead} ({e})"),
+        Ok(()) => e,
+    })
+}
+
+/// The tail of a progress line: the headline figure, or the failure.
+fn summary(outcome: &Result<Figures, String>) -> String {
+    match outcome {
+        Ok(Figures::Load(f)) => format!(
+            "{} msg/s, p99 {:.0} µs, server {:.0}% busy",
+            report::si(f.msgs_per_s),
+            f.p99_us,
+            f.server_busy * 100.0
+        ),
+        Ok(Figures::Idle(f)) => format!(
+            "{:.2} KiB per connection ({:.0} held, opened in {:.1} s), server {:.1}% busy",
+            f.rss_per_conn_bytes / 1024.0,
+            f.held,
+            f.open_s,
+            f.server_busy * 100.0
+        ),
+        Err(e) => format!("FAILED: {e}"),
+    }
+}
+
+fn write_outputs(plan: &Plan, meta: &Meta, entries: &[Entry], markdown: &str) -> Result<()> {
+    let out = &plan.out;
+    fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut files =
+        vec![("results.md", markdown.to_owned()), ("results.jsonl", json::lines(meta, entries))];
+    files.extend(chart::throughput(entries, &plan.servers).map(|svg| ("msgs_per_s.svg", svg)));
+    files.extend(chart::idle_memory(entries, &plan.servers).map(|svg| ("idle_rss.svg", svg)));
+    for (name, text) in &files {
+        let path = out.join(name);
+        fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let names: Vec<&str> = files.iter().map(|(n, _)| *n).collect();
+    eprintln!("bench: wrote {} in {}", names.join(", "), out.display());
+    Ok(())
+}
+
+impl Plan {
+    fn new(args: BenchArgs) -> Result<Plan> {
+        let available = available_servers();
+        let servers = match args.servers {
+            None => available.clone(),
+            Some(names) => {
+                let mut servers: Vec<String> = Vec::new();
+                for name in names.into_iter().map(|n| n.trim().to_owned()) {
+                    if !available.contains(&name) {
+                        bail!(
+                            "unknown server `{name}` in --servers; this build has: {}",
+                            available.join(", ")
+                        );
+                    }
+                    if !servers.contains(&name) {
+                        servers.push(name);
+                    }
+                }
+                servers
+            }
+        };
+        let (c, s, secs, rounds, idle) = if args.quick { QUICK } else { DEFAULTS };
+        let connections = args.connections.unwrap_or_else(|| c.to_vec());
+        let sizes = args.sizes.unwrap_or_else(|| s.to_vec());
+        let idle: Vec<usize> =
+            args.idle.unwrap_or_else(|| idle.to_vec()).into_iter().filter(|&n| n > 0).collect();
+        let duration = args.duration.unwrap_or(Duration::from_secs_f64(secs));
+        let rounds = args.rounds.unwrap_or(rounds);
+        if servers.is_empty() {
+            bail!("--servers names no server");
+        }
+        if connections.contains(&0) || sizes.contains(&0) || rounds == 0 || args.pipeline == 0 {
+            bail!("--connections, --sizes, --rounds and --pipeline must be at least 1");
+        }
+        let mut points: Vec<Point> = connections
+            .iter()
+            .flat_map(|&c| sizes.iter().map(move |&s| Point::Load { connections: c, size: s }))
+            .collect();
+        points.extend(idle.iter().map(|&n| Point::Idle { connections: n }));
+        let warmup = (duration / 4).clamp(Duration::from_millis(50), Duration::from_millis(500));
+        Ok(Plan {
+            servers,
+            points,
+            duration,
+            warmup,
+            rounds,
+            pipeline: args.pipeline,
+            out: args.out,
+        })
+    }
+
+    /// The expected wall time of the whole run. Besides the measured time, a point costs a
+    /// server start and stop and its connections' set-up and teardown: constants measured on the
+    /// 2-core machine (at C=1000, `threaded` starts and ends 1000 threads and `spin` is slow to
+    /// accept them all; an idle point opens its connections in batches). `spin` accepts one connection per walk over all of them, so its
+    /// idle points take time in N²: 23 s to open 10 000.
+    fn estimate(&self) -> Duration {
+        let (duration, warmup) = (self.duration.as_secs_f64(), self.warmup.as_secs_f64());
+        let secs: f64 = self
+            .servers
+            .iter()
+            .flat_map(|server| self.points.iter().map(move |p| (server, p)))
+            .map(|(server, point)| match *point {
+                Point::Load { connections: c, .. } => warmup + duration + 0.1 + c as f64 * 1e-3,
+                Point::Idle { connections: n } => {
+                    let spin = if server == "spin" { (n * n) as f64 * 0.23e-6 } else { 0.0 };
+                    duration + 0.3 + n as f64 * 0.1e-3 + spin
+                }
+            })
+            .sum();
+        Duration::from_secs_f64(secs * self.rounds as f64)
+    }
+}
+
+/// Every `--runtime` this build has, in the order of `echo --help`.
+fn available_servers() -> Vec<String> {
+    crate::Model::value_variants()
+        .iter()
+        .filter_map(ValueEnum::to_possible_value)
+        .filter(|v| !v.is_hide_set())
+        .map(|v| v.get_name().to_owned())
+        .collect()
+}
+
+fn connections(point: &Point) -> usize {
+    match *point {
+        Point::Load { connections, .. } | Point::Idle { connections } => connections,
+    }
+}
+
+/// `git rev-parse --short HEAD`, with `-dirty` if tracked files have changed; None outside git.
+fn commit() -> Option<String> {
+    let git =
+        |args: &[&str]| Command::new("git").args(args).output().ok().filter(|o| o.status.success());
+    let head = String::from_utf8(git(&["rev-parse", "--short", "HEAD"])?.stdout).ok()?;
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+        .is_some_and(|o| !o.stdout.is_empty());
+    Some(format!("{}{}", head.trim(), if dirty { "-dirty" } else { "" }))
+}
+
+/// The command line as typed, with the program shown as `echo`.
+fn command_line() -> String {
+    let args = std::env::args().skip(1).map(|a| {
+        if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"') {
+            format!("'{}'", a.replace('\'', r"'\''"))
+        } else {
+            a
+        }
+    });
+    std::iter::once("echo".to_owned()).chain(args).collect::<Vec<_>>().join(" ")
+}
+
+/// "7 min 40 s", "38 s".
+fn minutes(d: Duration) -> String {
+    let s = d.as_secs_f64().round() as u64;
+    if s >= 60 {
+        format!("{} min {} s", s / 60, s % 60)
+    } else {
+        format!("{s} s")
+    }
+}
+
+/// "64" -> 64, "16k" (or 16K, 16KiB) -> 16384.
+fn parse_size(s: &str) -> Result<usize, String> {
+    let lower = s.trim().to_ascii_lowercase();
+    let (digits, factor) = match lower.strip_suffix("kib").or_else(|| lower.strip_suffix('k')) {
+        Some(d) => (d, 1024),
+        None => (lower.strip_suffix('b').unwrap_or(&lower), 1),
+    };
+    match digits.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n * factor),
+        _ => Err(format!("`{s}` is not a size in bytes (like 64 or 16k)")),
+    }
+}
+
+/// "2" or "0.3" seconds.
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs.is_finite() => Ok(Duration::from_secs_f64(secs)),
+        _ => Err(format!("`{s}` is not a positive number of seconds")),
+    }
+}
