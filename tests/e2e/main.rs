@@ -3,13 +3,20 @@
 //!
 //! One test binary (one link) holding a list of modules:
 //! - `util`: start/reap servers, bounded socket I/O, deadlines, descriptor counts;
-//! - `echo_servers`: one suite generated for each server (`mini`, `threaded`, `spin`, `select`);
+//! - `echo_servers`: one suite generated for each server (`mini`, `threaded`, `spin`, `select`,
+//!   `epoll`, and with the `tokio` feature `tokio-current` and `tokio-multi`);
 //! - `cli`: flags, errors, signals and the `client` subcommand;
+//! - `bench`: `echo bench` on a tiny matrix: its outputs, a failed point, a wrong server name;
+//! - `reliability`: the server faults (descriptor exhaustion and leaks, slow readers, short
+//!   writes, resets while writing, connection cap, idle timeout), every server at once;
 //! - `backends`: the `mini` server on epoll, poll and select past descriptor 1024 (only in a
 //!   build with all three backends).
 
 #[cfg(all(feature = "epoll", feature = "poll", feature = "select"))]
 mod backends;
+mod bench;
 mod cli;
+mod docs_links;
 mod echo_servers;
+mod reliability;
 mod util;
