@@ -104,3 +104,58 @@ impl StreamIo {
         poll_fn(|cx| self.0.poll_ready(cx, dir)).await
     }
 }
+
+/// Implements the `futures-io` traits for a type with an `io: Rc<StreamIo>` field (the stream
+/// and its halves), once for all of them. `poll_close` shuts down the writing side.
+macro_rules! impl_async_io {
+    ($type:ty: $($trait:ident),+) => {
+        $($crate::net::io::impl_async_io!(@ $trait $type);)+
+    };
+    (@ AsyncRead $type:ty) => {
+        impl futures_io::AsyncRead for $type {
+            fn poll_read(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &mut [u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                self.io.poll_read(cx, buf)
+            }
+        }
+    };
+    (@ AsyncWrite $type:ty) => {
+        impl futures_io::AsyncWrite for $type {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                self.io.poll_write(cx, buf)
+            }
+
+            fn poll_write_vectored(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                bufs: &[std::io::IoSlice<'_>],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                self.io.poll_write_vectored(cx, bufs)
+            }
+
+            /// Nothing to flush: the stream keeps no buffer.
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                _cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+
+            /// Shuts down the writing side.
+            fn poll_close(
+                self: std::pin::Pin<&mut Self>,
+                _cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::task::Poll::Ready(self.io.socket().shutdown(std::net::Shutdown::Write))
+            }
+        }
+    };
+}
+pub(crate) use impl_async_io;

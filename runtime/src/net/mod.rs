@@ -1,7 +1,7 @@
 //! TCP sockets that wait by returning `Pending` instead of blocking the thread.
 //!
 //! Each socket is a non-blocking OS socket registered with the reactor (a
-//! [`Source`](crate::reactor::Source)). Its async methods try the syscall at once and only wait
+//! `Source`). Its async methods try the syscall at once and only wait
 //! when the kernel answers `EWOULDBLOCK`; see `reactor/source.rs` for the steps.
 //!
 //! A [`TcpStream`] can be split with [`TcpStream::into_split`] so that one task reads while
