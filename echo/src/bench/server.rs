@@ -25,7 +25,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -38,6 +38,9 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Lines of a server's stderr kept to explain its failure.
 const STDERR_LINES: usize = 5;
+
+/// How long a server may take to exit after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// The environment variable naming a command to run each server under (a profiler).
 pub const WRAP_ENV: &str = "ECHO_BENCH_WRAP";
@@ -168,14 +171,36 @@ impl Server {
 }
 
 impl Drop for Server {
+    /// Asks the server to stop (SIGTERM: the echo servers exit 0 at once, and a profiler
+    /// wrapped around one gets to write its report), then kills it if it has not exited within
+    /// [`STOP_GRACE`].
     fn drop(&mut self) {
-        {
+        let pid = self.child.id();
+        let deadline = Instant::now() + STOP_GRACE;
+        let mut asked = false;
+        loop {
             let mut children = lock(&CHILDREN);
-            let _ = self.child.kill();
-            let pid = self.child.id();
-            children.retain(|&p| p != pid);
+            // Under the lock, reaping and leaving the list happen together: the signal thread
+            // never sees the pid of a reaped child (which the kernel may reuse).
+            if let Ok(Some(_)) = self.child.try_wait() {
+                children.retain(|&p| p != pid);
+                return;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                children.retain(|&p| p != pid);
+                return;
+            }
+            if !asked {
+                // SAFETY: kill(2) takes no pointers; `pid` is our child, not yet reaped (we
+                // hold the lock, and only this drop reaps it).
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+                asked = true;
+            }
+            drop(children);
+            thread::sleep(Duration::from_millis(5));
         }
-        let _ = self.child.wait();
     }
 }
 

@@ -58,6 +58,8 @@ pub(crate) struct IoState {
 #[derive(Debug)]
 pub(crate) struct Reactor {
     poller: Box<dyn Poller>,
+    /// `poller.tracks_interest()`, asked once.
+    tracks_interest: bool,
     backend: Backend,
     registry: RefCell<Slab<Rc<IoState>>>,
     timers: RefCell<Timers>,
@@ -68,8 +70,10 @@ pub(crate) struct Reactor {
 
 impl Reactor {
     pub(crate) fn new(backend: Backend) -> io::Result<Reactor> {
+        let poller = crate::sys::new_poller(backend)?;
         Ok(Reactor {
-            poller: crate::sys::new_poller(backend)?,
+            tracks_interest: poller.tracks_interest(),
+            poller,
             backend,
             registry: RefCell::new(Slab::new()),
             timers: RefCell::new(Timers::default()),
@@ -183,8 +187,12 @@ impl Reactor {
         self.set_waiting(state, waiting);
     }
 
-    /// Keeps the poller's interest equal to the directions in which a task waits.
+    /// Keeps the poller's interest equal to the directions in which a task waits (for the
+    /// backends that watch only those).
     fn set_waiting(&self, state: &IoState, waiting: Interest) {
+        if !self.tracks_interest {
+            return;
+        }
         if state.waiting.replace(waiting) != waiting {
             let token = state.key.to_u64();
             if let Err(e) = self.poller.set_interest(state.fd, token, waiting) {

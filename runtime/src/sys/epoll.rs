@@ -6,6 +6,7 @@
 //! interest never changes while a socket lives and there is no `epoll_ctl` per operation; the
 //! price is that the reactor must remember readiness itself until a syscall says `EWOULDBLOCK`.
 
+use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
@@ -21,6 +22,9 @@ const MAX_EVENTS: usize = 1024;
 pub(crate) struct EpollPoller {
     epoll: OwnedFd,
     notifier: Arc<Notifier>,
+    /// Where `epoll_wait` writes its events: allocated once with room for [`MAX_EVENTS`], never
+    /// initialised by us (the kernel writes the first `n`, and only those are read).
+    raw_events: RefCell<Vec<libc::epoll_event>>,
 }
 
 impl EpollPoller {
@@ -29,7 +33,11 @@ impl EpollPoller {
         let fd = syscall!(epoll_create1(libc::EPOLL_CLOEXEC))?;
         // SAFETY: epoll_create1 just returned this descriptor, and nothing else owns it.
         let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
-        let poller = EpollPoller { epoll, notifier: Arc::new(Notifier::new()?) };
+        let poller = EpollPoller {
+            epoll,
+            notifier: Arc::new(Notifier::new()?),
+            raw_events: RefCell::new(Vec::with_capacity(MAX_EVENTS)),
+        };
         // Readable only: an eventfd is always writable, which would wake every wait.
         poller.ctl(poller.notifier.fd(), NOTIFY_TOKEN, libc::EPOLLIN | libc::EPOLLET)?;
         Ok(poller)
@@ -59,6 +67,10 @@ impl Poller for EpollPoller {
         Ok(())
     }
 
+    fn tracks_interest(&self) -> bool {
+        false
+    }
+
     fn delete(&self, fd: RawFd) -> io::Result<()> {
         // SAFETY: a null event pointer is allowed for EPOLL_CTL_DEL (since Linux 2.6.9).
         syscall!(epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()))?;
@@ -66,8 +78,10 @@ impl Poller for EpollPoller {
     }
 
     fn wait(&self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()> {
-        let mut raw = [libc::epoll_event { events: 0, u64: 0 }; MAX_EVENTS];
-        // SAFETY: the pointer and capacity describe `raw`, a live array the kernel may fill.
+        let mut raw = self.raw_events.borrow_mut();
+        raw.clear();
+        // SAFETY: the pointer and capacity describe the vector's allocation (MAX_EVENTS
+        // entries), which the kernel may fill; nothing else uses it during the call.
         let n = match syscall!(epoll_wait(
             self.epoll.as_raw_fd(),
             raw.as_mut_ptr(),
@@ -78,7 +92,9 @@ impl Poller for EpollPoller {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
             Err(e) => return Err(e),
         };
-        for ev in &raw[..n] {
+        // SAFETY: epoll_wait returned n <= MAX_EVENTS, the capacity, and wrote entries 0..n.
+        unsafe { raw.set_len(n) };
+        for ev in raw.iter() {
             let bits = ev.events as libc::c_int;
             let failed = bits & (libc::EPOLLERR | libc::EPOLLHUP) != 0;
             let read_closed = failed || bits & libc::EPOLLRDHUP != 0;

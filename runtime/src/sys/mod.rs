@@ -60,8 +60,17 @@ pub(crate) trait Poller: Debug {
     fn add(&self, fd: RawFd, token: u64) -> io::Result<()>;
 
     /// The directions in which a task now waits on `fd`. A level-triggered backend watches only
-    /// these (none: the socket leaves its set); an edge-triggered one may ignore the call.
+    /// these (none: the socket leaves its set). Called only if [`tracks_interest`] is true.
+    ///
+    /// [`tracks_interest`]: Poller::tracks_interest
     fn set_interest(&self, fd: RawFd, token: u64, interest: Interest) -> io::Result<()>;
+
+    /// Whether the backend needs [`set_interest`](Poller::set_interest) at all. An
+    /// edge-triggered backend that watches both directions from `add` on does not, and the
+    /// reactor then skips the bookkeeping on every wait.
+    fn tracks_interest(&self) -> bool {
+        true
+    }
 
     /// Stops watching `fd`; called before it is closed.
     fn delete(&self, fd: RawFd) -> io::Result<()>;
