@@ -18,6 +18,20 @@ pub(crate) const BUDGET: u32 = 128;
 
 thread_local! {
     static REMAINING: Cell<u32> = const { Cell::new(BUDGET) };
+    /// Set when a task gave the thread back on purpose (budget spent, `yield_now`): the
+    /// executor then looks for I/O and timers before it runs anything again, so a yield lets
+    /// the sockets and timers in, not only the other queued tasks.
+    static YIELDED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Records that the task being polled yields on purpose.
+pub(crate) fn note_yield() {
+    YIELDED.with(|y| y.set(true));
+}
+
+/// Whether a task yielded on purpose since the last call (and forgets it).
+pub(crate) fn take_yield() -> bool {
+    YIELDED.with(|y| y.replace(false))
 }
 
 /// Gives the task about to be polled a fresh budget.
@@ -31,6 +45,7 @@ pub(crate) fn spend(cx: &Context<'_>) -> bool {
     REMAINING.with(|r| match r.get() {
         0 => {
             log::trace!("coop: task used its budget; it yields");
+            note_yield();
             cx.waker().wake_by_ref();
             false
         }

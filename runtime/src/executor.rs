@@ -10,7 +10,7 @@
 //! task that was queued; then, if nothing is queued, sleep in the reactor until I/O, a timer or
 //! another thread wakes something. While there is work it still takes a zero-timeout turn of the
 //! reactor between batches, so that sockets and timers are served even when tasks keep each
-//! other busy.
+//! other busy (after a task yields on purpose, and every `EVENT_INTERVAL` task polls).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -26,6 +26,11 @@ use futures_task::{waker_ref, ArcWake};
 use crate::reactor::Reactor;
 use crate::slab::{Key, Slab};
 use crate::sys::Notifier;
+
+/// How many task polls may pass, while tasks keep the executor busy, before it looks for I/O
+/// and timers again (tokio's choice of number too: often enough to keep latency low, seldom
+/// enough that the zero-timeout wait costs little).
+const EVENT_INTERVAL: u32 = 61;
 
 /// The id the main future's waker pushes; no task key has it (generation and index both max).
 const MAIN_ID: u64 = u64::MAX;
@@ -152,10 +157,12 @@ impl Executor {
         });
         let mut main_woken = true;
         let mut batch = VecDeque::new();
+        let mut polls_since_io = 0;
         loop {
             // 1. The main future, if woken.
             if main_woken {
                 main_woken = false;
+                polls_since_io += 1;
                 main_waker.scheduled.store(false, Ordering::Release);
                 log::trace!("executor: polling the main future");
                 crate::coop::reset();
@@ -172,13 +179,23 @@ impl Executor {
                     main_woken = true;
                 } else {
                     self.run(Key::from_u64(id));
+                    polls_since_io += 1;
                 }
             }
 
-            // 3. Sleep in the reactor if there is nothing to do; otherwise just look for I/O.
+            // 3. Sleep in the reactor if there is nothing to do. While there is, look for I/O
+            //    and timers when a task yielded on purpose, else only every EVENT_INTERVAL
+            //    polls: a zero-timeout wait per batch would cost a syscall per wake when two
+            //    tasks keep waking each other.
+            let yielded = crate::coop::take_yield();
             let result = if main_woken || !self.queue.is_empty() {
+                if polls_since_io < EVENT_INTERVAL && !yielded {
+                    continue;
+                }
+                polls_since_io = 0;
                 reactor.turn(Some(Duration::ZERO))
             } else {
+                polls_since_io = 0;
                 self.sleep(reactor)
             };
             if let Err(e) = result {

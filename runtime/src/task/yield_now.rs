@@ -35,7 +35,9 @@ impl Future for YieldNow {
             return Poll::Ready(());
         }
         self.yielded = true;
-        // Queue ourselves at the back, behind every task that is already waiting to run.
+        // Queue ourselves at the back, behind every task that is already waiting to run, and
+        // let the executor look for I/O and timers before we run again.
+        crate::coop::note_yield();
         cx.waker().wake_by_ref();
         Poll::Pending
     }

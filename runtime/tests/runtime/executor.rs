@@ -101,6 +101,27 @@ fn timers_and_sockets_are_served_while_tasks_keep_the_executor_busy() {
     });
 }
 
+/// The main future alone keeps the executor busy (it yields in a loop, no task is queued):
+/// timers must still fire, or this would spin for ever.
+#[test]
+fn timers_fire_while_the_main_future_keeps_yielding() {
+    run(|| async {
+        let fired = Rc::new(Cell::new(false));
+        mini::spawn({
+            let fired = fired.clone();
+            async move {
+                mini::time::sleep(Duration::from_millis(10)).await;
+                fired.set(true);
+            }
+        });
+        let start = Instant::now();
+        while !fired.get() {
+            assert!(start.elapsed() < LIMIT / 2, "the timer never fired while main yielded");
+            mini::yield_now().await;
+        }
+    });
+}
+
 #[test]
 fn spawn_outside_a_runtime_panics_with_a_clear_message() {
     let payload = catch_unwind(|| mini::spawn(async {})).unwrap_err();
