@@ -18,6 +18,9 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use log::debug;
+
+use crate::options;
 use crate::transform;
 
 /// Bytes read at a time, and so the most a connection ever holds.
@@ -105,6 +108,30 @@ impl Conn {
             }
         }
         Ok(())
+    }
+
+    /// Whether the connection stays open after a step that returned `result`. It goes, with a
+    /// log line saying why, when the step finished it or failed, or when `idle` (the time now
+    /// and `--idle-timeout`) says no byte has moved for that long. The caller drops a connection
+    /// that goes, which closes it.
+    pub fn stays(&self, result: io::Result<Status>, idle: Option<(Instant, Duration)>) -> bool {
+        match result {
+            Ok(Status::Open) => match idle {
+                Some((now, timeout)) if now >= self.idle_deadline(timeout) => {
+                    options::log_idle(self.peer, timeout);
+                    false
+                }
+                _ => true,
+            },
+            Ok(Status::Done) => {
+                debug!("closed {}", self.peer);
+                false
+            }
+            Err(e) => {
+                debug!("closing {} after an error: {e}", self.peer);
+                false
+            }
+        }
     }
 }
 

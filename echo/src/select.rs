@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 use log::{debug, warn};
 
 use crate::conn::{would_wait, Conn, Status};
-use crate::options::{self, ConnOptions};
+use crate::options::ConnOptions;
 use crate::shed::{Next, Shedder};
 
 /// Serves echo on `listener` until the process exits.
@@ -123,7 +123,7 @@ pub fn serve(listener: TcpListener, upper: bool, opts: ConnOptions) -> io::Resul
         //    were in the sets can be marked; new ones are added after this loop, so a descriptor
         //    number that is closed and reused within this turn cannot be mistaken for a ready
         //    one.
-        let now = Instant::now();
+        let idle = opts.idle_timeout.map(|timeout| (Instant::now(), timeout));
         conns.retain_mut(|conn| {
             let fd = conn.stream.as_raw_fd();
             let result = if write_set.contains(fd) {
@@ -133,23 +133,7 @@ pub fn serve(listener: TcpListener, upper: bool, opts: ConnOptions) -> io::Resul
             } else {
                 Ok(Status::Open)
             };
-            match result {
-                Ok(Status::Open) => match opts.idle_timeout {
-                    Some(timeout) if now >= conn.idle_deadline(timeout) => {
-                        options::log_idle(conn.peer, timeout);
-                        false
-                    }
-                    _ => true,
-                },
-                Ok(Status::Done) => {
-                    debug!("closed {}", conn.peer);
-                    false
-                }
-                Err(e) => {
-                    debug!("closing {} after an error: {e}", conn.peer);
-                    false
-                }
-            }
+            conn.stays(result, idle)
         });
 
         // 4. Accept everyone waiting in the queue.

@@ -35,7 +35,7 @@ use std::time::Instant;
 use log::{debug, warn};
 
 use crate::conn::{would_wait, Conn, Status};
-use crate::options::{self, ConnOptions};
+use crate::options::ConnOptions;
 use crate::shed::{Next, Shedder};
 
 /// Serves echo on `listener` until the process exits.
@@ -78,23 +78,10 @@ pub fn serve(listener: TcpListener, upper: bool, opts: ConnOptions) -> io::Resul
 
         // 2. Ask every connection to make what progress it can; close the idle ones. Dropping a
         //    `Conn` closes it.
-        let now = opts.idle_timeout.map(|timeout| (Instant::now(), timeout));
-        conns.retain_mut(|conn| match step(conn, upper) {
-            Ok(Status::Open) => match now {
-                Some((now, timeout)) if now >= conn.idle_deadline(timeout) => {
-                    options::log_idle(conn.peer, timeout);
-                    false
-                }
-                _ => true,
-            },
-            Ok(Status::Done) => {
-                debug!("closed {}", conn.peer);
-                false
-            }
-            Err(e) => {
-                debug!("closing {} after an error: {e}", conn.peer);
-                false
-            }
+        let idle = opts.idle_timeout.map(|timeout| (Instant::now(), timeout));
+        conns.retain_mut(|conn| {
+            let result = step(conn, upper);
+            conn.stays(result, idle)
         });
         // 3. Start over at once: there is nothing to wait on.
     }
