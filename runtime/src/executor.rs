@@ -9,8 +9,8 @@
 //! [`Executor::block_on`] repeats three steps: poll the main future if it was woken; poll every
 //! task that was queued; then, if nothing is queued, sleep in the reactor until I/O, a timer or
 //! another thread wakes something. While there is work it still takes a zero-timeout turn of the
-//! reactor between batches, so that sockets and timers are served even when tasks keep each
-//! other busy (after a task yields on purpose, and every `EVENT_INTERVAL` task polls).
+//! reactor now and then (after a task yields on purpose, and every `EVENT_INTERVAL` task polls),
+//! so that sockets and timers are served even when tasks keep each other busy.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
