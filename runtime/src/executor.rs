@@ -100,12 +100,10 @@ impl ArcWake for TaskWaker {
     }
 }
 
-struct Task {
-    /// `None` only while the task is being polled (the future is moved out, so the task table
-    /// is not borrowed while user code runs and may spawn).
-    future: Option<Pin<Box<dyn Future<Output = ()>>>>,
-    waker: Arc<TaskWaker>,
-}
+/// A task: its future and its waker. `None` only while the task is being polled: both are moved
+/// out, so the task table is not borrowed while user code runs (it may spawn), and polling
+/// costs no reference-count traffic on the waker.
+type Task = Option<(Pin<Box<dyn Future<Output = ()>>>, Arc<TaskWaker>)>;
 
 /// See the module docs.
 pub(crate) struct Executor {
@@ -139,7 +137,7 @@ impl Executor {
                 queue: self.queue.clone(),
             });
             waker = Some(w.clone());
-            Task { future: Some(future), waker: w }
+            Some((future, w))
         });
         let waker = waker.expect("insert_with called its closure");
         log::trace!("executor: spawned {}", TaskName(waker.id));
@@ -219,11 +217,9 @@ impl Executor {
 
     /// Polls one task, if it still exists (a stale id from a late wake finds nothing).
     fn run(&self, key: Key) {
-        let (mut future, waker) = {
-            let mut tasks = self.tasks.borrow_mut();
-            let Some(task) = tasks.get_mut(key) else { return };
-            let Some(future) = task.future.take() else { return };
-            (future, task.waker.clone())
+        let Some((mut future, waker)) = self.tasks.borrow_mut().get_mut(key).and_then(Option::take)
+        else {
+            return;
         };
         // Cleared before the poll: a wake during the poll must queue the task again.
         waker.scheduled.store(false, Ordering::Release);
@@ -234,8 +230,8 @@ impl Executor {
             log::trace!("executor: {} finished", TaskName(waker.id));
             self.tasks.borrow_mut().remove(key);
             // `future` drops here, after the table is released: its destructors may use it.
-        } else if let Some(task) = self.tasks.borrow_mut().get_mut(key) {
-            task.future = Some(future);
+        } else if let Some(slot) = self.tasks.borrow_mut().get_mut(key) {
+            *slot = Some((future, waker));
         }
     }
 
