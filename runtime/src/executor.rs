@@ -4,7 +4,8 @@
 //! handle to the [`RunQueue`]. The waker holds no pointer to the future itself, which is why it
 //! can be `Send + Sync` while the tasks are not: waking from another thread only pushes an id
 //! onto a mutex-guarded queue and, if the runtime is asleep in the poller, rings the poller's
-//! notifier.
+//! notifier. Waking on the runtime's own thread (the common case: the reactor dispatching an
+//! event) pushes onto a thread-local queue instead, without the lock.
 //!
 //! [`Executor::block_on`] repeats three steps: poll the main future if it was woken; poll every
 //! task that was queued; then, if nothing is queued, sleep in the reactor until I/O, a timer or
@@ -53,31 +54,85 @@ impl std::fmt::Display for TaskName {
 /// The thread-safe half of the executor: what a waker needs to schedule its task.
 #[derive(Debug)]
 pub(crate) struct RunQueue {
-    /// Ids of tasks to poll. A mutex, because any thread may push.
+    /// Ids of tasks woken from other threads. A mutex, because any thread may push. (Wakes on
+    /// the runtime's own thread go to [`LOCAL`] instead, without a lock.)
     queue: Mutex<VecDeque<u64>>,
     /// True while the executor sleeps (or is about to sleep) in the poller. Paired with the
     /// queue's lock, it makes a lost wake-up impossible: the executor sets it, then checks the
-    /// queue; a waker pushes, then reads it. At least one of them sees the other.
+    /// queue; a waker pushes, then reads it. At least one of them sees the other. (A wake on the
+    /// runtime's own thread cannot happen while it sleeps.)
     parked: AtomicBool,
     notifier: Arc<Notifier>,
 }
 
+/// Ids woken on the thread that runs a runtime, for that runtime: most wakes (every event the
+/// reactor dispatches, every `spawn`) need no lock.
+struct LocalQueue {
+    /// The run queue of the runtime in `block_on` on this thread; null outside. Only compared,
+    /// never dereferenced.
+    owner: *const RunQueue,
+    ids: VecDeque<u64>,
+}
+
+thread_local! {
+    static LOCAL: RefCell<LocalQueue> =
+        const { RefCell::new(LocalQueue { owner: std::ptr::null(), ids: VecDeque::new() }) };
+}
+
 impl RunQueue {
     fn push(&self, id: u64) {
+        if self.push_local(id) {
+            return;
+        }
         self.queue.lock().unwrap_or_else(|e| e.into_inner()).push_back(id);
         if self.parked.load(Ordering::SeqCst) {
             self.notifier.notify();
         }
     }
 
-    fn is_empty(&self) -> bool {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    /// Pushes without the lock if this thread is the one running this queue's runtime.
+    fn push_local(&self, id: u64) -> bool {
+        LOCAL
+            .try_with(|local| match local.try_borrow_mut() {
+                Ok(mut local) if std::ptr::eq(local.owner, self) => {
+                    local.ids.push_back(id);
+                    true
+                }
+                _ => false,
+            })
+            .unwrap_or(false)
     }
 
-    /// Moves every queued id into `batch`.
+    fn is_empty(&self) -> bool {
+        LOCAL.with(|local| local.borrow().ids.is_empty())
+            && self.queue.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+
+    /// Moves every queued id into `batch`: those woken on this thread first, in order.
     fn take_all(&self, batch: &mut VecDeque<u64>) {
-        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::swap(&mut *queue, batch);
+        LOCAL.with(|local| std::mem::swap(&mut local.borrow_mut().ids, batch));
+        batch.append(&mut self.queue.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// Makes this thread's wakes for this queue go to [`LOCAL`] until the guard drops; then any
+    /// left there move to the shared queue, for the next `block_on`.
+    fn enter(&self) -> LocalGuard<'_> {
+        LOCAL.with(|local| local.borrow_mut().owner = self);
+        LocalGuard(self)
+    }
+}
+
+/// See [`RunQueue::enter`].
+struct LocalGuard<'a>(&'a RunQueue);
+
+impl Drop for LocalGuard<'_> {
+    fn drop(&mut self) {
+        let left = LOCAL.with(|local| {
+            let mut local = local.borrow_mut();
+            local.owner = std::ptr::null();
+            std::mem::take(&mut local.ids)
+        });
+        self.0.queue.lock().unwrap_or_else(|e| e.into_inner()).extend(left);
     }
 }
 
@@ -153,6 +208,7 @@ impl Executor {
             scheduled: AtomicBool::new(false),
             queue: self.queue.clone(),
         });
+        let _local = self.queue.enter();
         let mut main_woken = true;
         let mut batch = VecDeque::new();
         let mut polls_since_io = 0;

@@ -6,7 +6,9 @@
 //!   poller until the eventfd counter is non-zero; `parked = false`; `Notifier::reset` (read the
 //!   counter to zero, then `pending = false`); take everything queued; repeat;
 //! - a **waker** on another thread: push its task onto the queue; if `parked`, `notify`: if
-//!   `pending` was false (swap), add one to the counter.
+//!   `pending` was false (swap), add one to the counter. (A wake on the runtime's own thread
+//!   goes to a thread-local queue; it cannot race with the sleep, since that thread is not
+//!   asleep while it wakes anything.)
 //!
 //! The property: the executor never blocks for good while a task is queued. The test below
 //! explores *every* interleaving of the executor with two wakers (each step of the protocol an
