@@ -58,10 +58,13 @@ impl Sleep {
         self.deadline
     }
 
-    /// Moves the deadline, as if the sleep had been created with the new one.
+    /// Moves the deadline, as if the sleep had been created with the new one. A task already
+    /// waiting on it is woken at the new deadline, without polling it again.
     pub fn reset(&mut self, deadline: Instant) {
-        self.cancel();
         self.deadline = deadline;
+        if let Some((reactor, key)) = &mut self.registration {
+            *key = reactor.move_timer(*key, deadline);
+        }
     }
 
     fn cancel(&mut self) {
@@ -75,17 +78,18 @@ impl Future for Sleep {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if Instant::now() >= self.deadline {
-            self.cancel();
-            return Poll::Ready(());
-        }
+        // Still in the timer queue: not yet due (the reactor removes a timer when it is), so no
+        // need to read the clock; just keep the waker current.
         if let Some((reactor, key)) = &self.registration {
             if reactor.update_timer(*key, cx.waker()) {
                 return Poll::Pending;
             }
         }
-        // First poll, or the timer fired a little before the clock reached the deadline
-        // (coarse clocks): register (again).
+        if Instant::now() >= self.deadline {
+            self.cancel();
+            return Poll::Ready(());
+        }
+        // The first poll, with the deadline still ahead: register.
         let reactor = crate::runtime::current("mini::time::sleep").reactor;
         let key = reactor.insert_timer(self.deadline, cx.waker().clone());
         log::trace!("timer: task sleeps until {:?} from now", self.deadline - Instant::now());

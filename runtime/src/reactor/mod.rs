@@ -41,14 +41,16 @@ pub(crate) struct IoState {
     fd: RawFd,
     /// The registry key, whose `u64` form is this socket's poller token.
     key: Key,
-    /// Directions the poller has reported ready since a syscall last said `EWOULDBLOCK`.
+    /// Directions the poller has reported ready since a syscall last said `EWOULDBLOCK` (or a
+    /// short read or write showed the kernel buffer empty or full).
     /// Starts as ready both ways: a fresh socket is tried at once rather than waited for.
     ready: Cell<Interest>,
     /// Set once the poller reports that the peer will send no more; never cleared, so that a
     /// reader that cleared `ready.read` after a short read still sees the end of the stream
     /// (edge-triggered epoll reports it only once).
     read_closed: Cell<bool>,
-    /// Directions in which a task is waiting; kept in step with the poller's interest.
+    /// Directions in which a task is waiting; kept in step with the poller's interest for the
+    /// backends that track it (poll, select); unused with epoll.
     waiting: Cell<Interest>,
     reader: RefCell<Option<Waker>>,
     writer: RefCell<Option<Waker>>,
@@ -247,6 +249,11 @@ impl Reactor {
 
     pub(crate) fn update_timer(&self, key: TimerKey, waker: &Waker) -> bool {
         self.timers.borrow_mut().update(key, waker)
+    }
+
+    /// Gives a pending timer a new deadline (same waker); returns its new key.
+    pub(crate) fn move_timer(&self, key: TimerKey, deadline: Instant) -> TimerKey {
+        self.timers.borrow_mut().reschedule(key, deadline)
     }
 
     pub(crate) fn remove_timer(&self, key: TimerKey) {

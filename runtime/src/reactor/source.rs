@@ -141,12 +141,18 @@ impl<T: AsRawFd> Source<T> {
             Direction::Read => &state.reader,
             Direction::Write => &state.writer,
         };
-        let mut slot = slot.borrow_mut();
-        match &mut *slot {
-            Some(old) if old.will_wake(cx.waker()) => {}
-            other => *other = Some(cx.waker().clone()),
+        // One waiting task per direction. If another task already waits here (two tasks sharing
+        // a listener, say), it is woken rather than forgotten: it polls again and finds its turn.
+        let displaced = {
+            let mut slot = slot.borrow_mut();
+            match &*slot {
+                Some(old) if old.will_wake(cx.waker()) => None,
+                _ => slot.replace(cx.waker().clone()),
+            }
+        };
+        if let Some(other) = displaced {
+            other.wake();
         }
-        drop(slot);
         log::trace!("fd {}: {} would block; the task waits", state.fd, dir.verb());
         let mut waiting = state.waiting.get();
         match dir {

@@ -41,6 +41,15 @@ impl Timers {
         }
     }
 
+    /// Moves a timer to `deadline`, keeping its waker. A timer that already fired is left
+    /// fired: its task was woken and will poll (and register) again.
+    pub(crate) fn reschedule(&mut self, key: TimerKey, deadline: Instant) -> TimerKey {
+        match self.pending.remove(&key) {
+            Some(waker) => self.insert(deadline, waker),
+            None => key,
+        }
+    }
+
     pub(crate) fn remove(&mut self, key: TimerKey) {
         self.pending.remove(&key);
     }

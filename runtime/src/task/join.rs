@@ -34,7 +34,9 @@ impl<T> JoinState<T> {
     pub(crate) fn finish(&self, result: Result<T, JoinError>) {
         *self.result.borrow_mut() = Some(result);
         self.finished.set(true);
-        if let Some(waker) = self.waiter.borrow_mut().take() {
+        // Taken first, so that no borrow is held while the waker runs.
+        let waiter = self.waiter.borrow_mut().take();
+        if let Some(waker) = waiter {
             waker.wake();
         }
     }
@@ -94,7 +96,11 @@ impl<T> Future for JoinHandle<T> {
             return Poll::Ready(result);
         }
         assert!(!self.state.finished.get(), "JoinHandle polled after it returned its result");
-        *self.state.waiter.borrow_mut() = Some(cx.waker().clone());
+        let mut waiter = self.state.waiter.borrow_mut();
+        match &*waiter {
+            Some(old) if old.will_wake(cx.waker()) => {}
+            _ => *waiter = Some(cx.waker().clone()),
+        }
         Poll::Pending
     }
 }

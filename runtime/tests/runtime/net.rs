@@ -258,3 +258,29 @@ fn writing_to_a_reset_connection_is_an_error() {
         assert!(matches!(err.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset));
     });
 }
+
+/// Two tasks accepting on one shared listener: the second waiter must not make the first one's
+/// wake-up disappear. Both connections are accepted.
+#[test]
+fn two_tasks_accepting_on_one_listener_both_get_a_connection() {
+    run(|| async {
+        let (listener, addr) = util::listener();
+        let listener = std::rc::Rc::new(listener);
+        let accepters: Vec<_> = (0..2)
+            .map(|_| {
+                let listener = listener.clone();
+                mini::spawn(async move { listener.accept().await.map(|_| ()) })
+            })
+            .collect();
+        mini::yield_now().await; // both wait in accept
+        let _a = TcpStream::connect(addr).await.unwrap();
+        let _b = TcpStream::connect(addr).await.unwrap();
+        for accepter in accepters {
+            timeout(Duration::from_secs(2), accepter)
+                .await
+                .expect("an accepting task was never woken")
+                .unwrap()
+                .unwrap();
+        }
+    });
+}

@@ -246,3 +246,24 @@ fn very_long_durations_mean_never_rather_than_a_panic() {
         assert!(futures::poll!(forever.as_mut()).is_pending());
     });
 }
+
+/// Resetting a sleep that a task is already waiting on wakes that task at the new deadline,
+/// without anyone polling the sleep again in between.
+#[test]
+fn a_reset_sleep_wakes_its_waiting_task_at_the_new_deadline() {
+    run(|| async {
+        let shared = Rc::new(RefCell::new(Box::pin(sleep(Duration::from_secs(30)))));
+        let waiter = mini::spawn({
+            let shared = shared.clone();
+            std::future::poll_fn(move |cx| shared.borrow_mut().as_mut().poll(cx))
+        });
+        mini::yield_now().await; // the task polls the sleep once and waits
+        let start = Instant::now();
+        shared.borrow_mut().as_mut().reset(start + 10 * MS);
+        timeout(Duration::from_secs(2), waiter)
+            .await
+            .expect("the waiting task was never woken at the new deadline")
+            .unwrap();
+        assert!(start.elapsed() >= 10 * MS);
+    });
+}
