@@ -57,6 +57,11 @@ pub(crate) struct RunQueue {
     /// Ids of tasks woken from other threads. A mutex, because any thread may push. (Wakes on
     /// the runtime's own thread go to [`LOCAL`] instead, without a lock.)
     queue: Mutex<VecDeque<u64>>,
+    /// True while `queue` may hold ids: set after a push, cleared when the executor empties it.
+    /// Lets the executor's loop skip the lock when no other thread has woken anything (the usual
+    /// case). Against `parked` it works like `queue`'s lock did: the executor sets `parked` then
+    /// reads this; a waker sets this then reads `parked` (all `SeqCst`): one sees the other.
+    remote_pending: AtomicBool,
     /// True while the executor sleeps (or is about to sleep) in the poller. Paired with the
     /// queue's lock, it makes a lost wake-up impossible: the executor sets it, then checks the
     /// queue; a waker pushes, then reads it. At least one of them sees the other. (A wake on the
@@ -84,7 +89,12 @@ impl RunQueue {
         if self.push_local(id) {
             return;
         }
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).push_back(id);
+        {
+            let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            queue.push_back(id);
+            // Under the lock, so that a push and its flag are seen together.
+            self.remote_pending.store(true, Ordering::SeqCst);
+        }
         if self.parked.load(Ordering::SeqCst) {
             self.notifier.notify();
         }
@@ -105,13 +115,18 @@ impl RunQueue {
 
     fn is_empty(&self) -> bool {
         LOCAL.with(|local| local.borrow().ids.is_empty())
-            && self.queue.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+            && !self.remote_pending.load(Ordering::SeqCst)
     }
 
     /// Moves every queued id into `batch`: those woken on this thread first, in order.
     fn take_all(&self, batch: &mut VecDeque<u64>) {
         LOCAL.with(|local| std::mem::swap(&mut local.borrow_mut().ids, batch));
-        batch.append(&mut self.queue.lock().unwrap_or_else(|e| e.into_inner()));
+        if self.remote_pending.load(Ordering::SeqCst) {
+            let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            batch.append(&mut queue);
+            // Under the lock: a push waiting for it sets the flag again after us.
+            self.remote_pending.store(false, Ordering::SeqCst);
+        }
     }
 
     /// Makes this thread's wakes for this queue go to [`LOCAL`] until the guard drops; then any
@@ -132,7 +147,10 @@ impl Drop for LocalGuard<'_> {
             local.owner = std::ptr::null();
             std::mem::take(&mut local.ids)
         });
-        self.0.queue.lock().unwrap_or_else(|e| e.into_inner()).extend(left);
+        if !left.is_empty() {
+            self.0.queue.lock().unwrap_or_else(|e| e.into_inner()).extend(left);
+            self.0.remote_pending.store(true, Ordering::SeqCst);
+        }
     }
 }
 
@@ -176,6 +194,7 @@ impl Executor {
     pub(crate) fn new(notifier: Arc<Notifier>) -> Executor {
         let queue = RunQueue {
             queue: Mutex::new(VecDeque::new()),
+            remote_pending: AtomicBool::new(false),
             parked: AtomicBool::new(false),
             notifier,
         };

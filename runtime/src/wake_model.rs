@@ -5,7 +5,8 @@
 //! - the **executor**, going to sleep: `parked = true`; if the run queue is empty, block in the
 //!   poller until the eventfd counter is non-zero; `parked = false`; `Notifier::reset` (read the
 //!   counter to zero, then `pending = false`); take everything queued; repeat;
-//! - a **waker** on another thread: push its task onto the queue; if `parked`, `notify`: if
+//! - a **waker** on another thread: push its task onto the queue (and, under the same lock,
+//!   set the `remote_pending` flag that the executor's "is the queue empty" reads: one step); if `parked`, `notify`: if
 //!   `pending` was false (swap), add one to the counter. (A wake on the runtime's own thread
 //!   goes to a thread-local queue; it cannot race with the sleep, since that thread is not
 //!   asleep while it wakes anything.)
