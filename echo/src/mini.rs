@@ -42,6 +42,8 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::os::fd::AsFd;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use log::{debug, info, warn};
@@ -176,12 +178,33 @@ fn echo_now(stream: &::mini::net::TcpStream, buf: &mut [u8], upper: bool) -> io:
 }
 
 /// Runs `op`, giving up with a `TimedOut` error after `limit` if there is one.
-async fn within<T>(
-    limit: Option<Duration>,
-    op: impl Future<Output = io::Result<T>>,
-) -> io::Result<T> {
+///
+/// A plain enum rather than an `async fn`: without a limit it is `op` itself, one byte larger,
+/// instead of one more state machine around it. The server polls it once per message, so a
+/// smaller, flatter future means fewer cache lines touched per connection.
+fn within<F: Future<Output = io::Result<T>>, T>(limit: Option<Duration>, op: F) -> Within<F> {
     match limit {
-        None => op.await,
-        Some(limit) => ::mini::time::timeout(limit, op).await?,
+        None => Within::Unlimited { op },
+        Some(limit) => Within::Limited { op: ::mini::time::timeout(limit, op) },
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// See [`within`].
+    #[project = WithinProj]
+    enum Within<F> {
+        Unlimited { #[pin] op: F },
+        Limited { #[pin] op: ::mini::time::Timeout<F> },
+    }
+}
+
+impl<F: Future<Output = io::Result<T>>, T> Future for Within<F> {
+    type Output = io::Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        match self.project() {
+            WithinProj::Unlimited { op } => op.poll(cx),
+            WithinProj::Limited { op } => op.poll(cx).map(|r| r?),
+        }
     }
 }

@@ -41,17 +41,24 @@ pub(crate) fn reset() {
 
 /// Takes one unit of budget. When none is left, wakes the task (so it runs again after the
 /// others) and returns false: the caller must return `Pending`.
+#[inline]
 pub(crate) fn spend(cx: &Context<'_>) -> bool {
-    REMAINING.with(|r| match r.get() {
-        0 => {
-            log::trace!("coop: task used its budget; it yields");
-            note_yield();
-            cx.waker().wake_by_ref();
-            false
-        }
-        n => {
-            r.set(n - 1);
-            true
-        }
-    })
+    // Inlined, with the rare case out of line: every read, write and readiness check calls it.
+    let left = REMAINING.with(|r| {
+        let n = r.get();
+        r.set(n.saturating_sub(1));
+        n
+    });
+    if left == 0 {
+        spent(cx);
+        return false;
+    }
+    true
+}
+
+#[cold]
+fn spent(cx: &Context<'_>) {
+    log::trace!("coop: task used its budget; it yields");
+    note_yield();
+    cx.waker().wake_by_ref();
 }

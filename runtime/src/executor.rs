@@ -161,7 +161,19 @@ pub(crate) struct TaskWaker {
     /// True from a wake until the executor starts polling the task, so that a task woken many
     /// times is queued once.
     scheduled: AtomicBool,
+    /// Set by [`JoinHandle::abort`](crate::task::JoinHandle::abort): the executor drops the task
+    /// instead of polling it. Kept here rather than beside the task's result because the
+    /// executor reads this line anyway before every poll (`scheduled`).
+    aborted: AtomicBool,
     queue: Arc<RunQueue>,
+}
+
+impl TaskWaker {
+    /// Marks the task to be dropped unpolled, and queues it so that the executor gets to it.
+    pub(crate) fn abort(self: &Arc<Self>) {
+        self.aborted.store(true, Ordering::Relaxed);
+        ArcWake::wake_by_ref(self);
+    }
 }
 
 impl ArcWake for TaskWaker {
@@ -208,6 +220,7 @@ impl Executor {
             let w = Arc::new(TaskWaker {
                 id: key.to_u64(),
                 scheduled: AtomicBool::new(true),
+                aborted: AtomicBool::new(false),
                 queue: self.queue.clone(),
             });
             waker = Some(w.clone());
@@ -225,6 +238,7 @@ impl Executor {
         let main_waker = Arc::new(TaskWaker {
             id: MAIN_ID,
             scheduled: AtomicBool::new(false),
+            aborted: AtomicBool::new(false),
             queue: self.queue.clone(),
         });
         let _local = self.queue.enter();
@@ -256,12 +270,16 @@ impl Executor {
                 }
             }
 
-            // 3. Sleep in the reactor if there is nothing to do. While there is, look for I/O
-            //    and timers when a task yielded on purpose, else only every EVENT_INTERVAL
-            //    polls: a zero-timeout wait per batch would cost a syscall per wake when two
-            //    tasks keep waking each other.
+            // 3. Wake the tasks of the next few events of the last wait, if it reported more
+            //    than were handed out (see `Reactor::wake_ready`). Else sleep in the reactor if
+            //    there is nothing to do. While there is, look for I/O and timers when a task
+            //    yielded on purpose, else only every EVENT_INTERVAL polls: a zero-timeout wait
+            //    per batch would cost a syscall per wake when two tasks keep waking each other.
             let yielded = crate::coop::take_yield();
-            let result = if main_woken || !self.queue.is_empty() {
+            let result = if reactor.events_left() {
+                reactor.wake_ready();
+                Ok(())
+            } else if main_woken || !self.queue.is_empty() {
                 if polls_since_io < EVENT_INTERVAL && !yielded {
                     continue;
                 }
@@ -296,6 +314,13 @@ impl Executor {
         else {
             return;
         };
+        if waker.aborted.load(Ordering::Relaxed) {
+            log::trace!("executor: {} aborted", TaskName(waker.id));
+            self.tasks.borrow_mut().remove(key);
+            // Dropped unfinished, after the table is released: the harness reports it cancelled.
+            drop(future);
+            return;
+        }
         // Cleared before the poll: a wake during the poll must queue the task again.
         waker.scheduled.store(false, Ordering::Release);
         log::trace!("executor: polling {}", TaskName(waker.id));

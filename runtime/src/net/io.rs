@@ -1,7 +1,7 @@
 //! The byte-stream operations behind [`TcpStream`](super::TcpStream) and its two halves, written
 //! once on the registered socket they share.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice, Read, Write};
 use std::net;
 use std::task::{ready, Context, Poll};
@@ -72,12 +72,22 @@ impl StreamIo {
         self.0.poll_io(cx, Direction::Write, |mut s| s.write_vectored(bufs))
     }
 
-    pub(crate) async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        poll_fn(|cx| self.poll_read(cx, buf)).await
+    // `read`, `write` and `ready` are plain `poll_fn` futures rather than `async fn`s: each
+    // `async fn` layer is one more state machine, with its own state byte, inside the caller's
+    // future, and a server polls these once per message.
+
+    pub(crate) fn read<'a>(
+        &'a self,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = io::Result<usize>> + 'a {
+        poll_fn(move |cx| self.poll_read(cx, buf))
     }
 
-    pub(crate) async fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        poll_fn(|cx| self.poll_write(cx, buf)).await
+    pub(crate) fn write<'a>(
+        &'a self,
+        buf: &'a [u8],
+    ) -> impl Future<Output = io::Result<usize>> + 'a {
+        poll_fn(move |cx| self.poll_write(cx, buf))
     }
 
     pub(crate) async fn read_exact(&self, mut buf: &mut [u8]) -> io::Result<()> {
@@ -100,8 +110,8 @@ impl StreamIo {
         Ok(())
     }
 
-    pub(crate) async fn ready(&self, dir: Direction) -> io::Result<()> {
-        poll_fn(|cx| self.0.poll_ready(cx, dir)).await
+    pub(crate) fn ready(&self, dir: Direction) -> impl Future<Output = io::Result<()>> + '_ {
+        poll_fn(move |cx| self.0.poll_ready(cx, dir))
     }
 }
 

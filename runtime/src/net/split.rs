@@ -2,6 +2,7 @@
 //! another. Each direction has its own waker slot in the reactor, so the two never disturb each
 //! other.
 
+use std::future::Future;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
@@ -29,8 +30,11 @@ impl OwnedReadHalf {
     }
 
     /// Reads some bytes into `buf`; `0` means the peer closed its side.
-    pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.io.read(buf).await
+    pub fn read<'a>(
+        &'a mut self,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = io::Result<usize>> + 'a {
+        self.io.read(buf)
     }
 
     /// Reads exactly `buf.len()` bytes; an `UnexpectedEof` error if the stream ends first.
@@ -39,8 +43,8 @@ impl OwnedReadHalf {
     }
 
     /// Waits until a read would probably not block.
-    pub async fn readable(&self) -> io::Result<()> {
-        self.io.ready(Direction::Read).await
+    pub fn readable(&self) -> impl Future<Output = io::Result<()>> + '_ {
+        self.io.ready(Direction::Read)
     }
 
     /// The address of the peer.
@@ -55,8 +59,8 @@ impl OwnedWriteHalf {
     }
 
     /// Writes some of `buf` and returns how many bytes were taken.
-    pub async fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.io.write(buf).await
+    pub fn write<'a>(&'a mut self, buf: &'a [u8]) -> impl Future<Output = io::Result<usize>> + 'a {
+        self.io.write(buf)
     }
 
     /// Writes all of `buf`, waiting while the peer is slow to read.
@@ -75,8 +79,8 @@ impl OwnedWriteHalf {
     }
 
     /// Waits until a write would probably not block.
-    pub async fn writable(&self) -> io::Result<()> {
-        self.io.ready(Direction::Write).await
+    pub fn writable(&self) -> impl Future<Output = io::Result<()>> + '_ {
+        self.io.ready(Direction::Write)
     }
 
     /// The address of the peer.

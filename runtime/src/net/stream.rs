@@ -1,6 +1,6 @@
 //! [`TcpStream`]: a connection whose reads and writes wait without blocking the thread.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::net::{self, Shutdown, SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
@@ -75,8 +75,11 @@ impl TcpStream {
 
     /// Reads some bytes into `buf` and returns how many; `0` means the peer closed its side
     /// (or `buf` is empty).
-    pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.io.read(buf).await
+    pub fn read<'a>(
+        &'a mut self,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = io::Result<usize>> + 'a {
+        self.io.read(buf)
     }
 
     /// Reads exactly `buf.len()` bytes; an `UnexpectedEof` error if the stream ends first.
@@ -85,8 +88,8 @@ impl TcpStream {
     }
 
     /// Writes some of `buf` and returns how many bytes were taken.
-    pub async fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.io.write(buf).await
+    pub fn write<'a>(&'a mut self, buf: &'a [u8]) -> impl Future<Output = io::Result<usize>> + 'a {
+        self.io.write(buf)
     }
 
     /// Writes all of `buf`, waiting while the peer is slow to read (TCP flow control).
@@ -108,8 +111,8 @@ impl TcpStream {
     /// Waits until a read would probably not block. With [`try_read`](Self::try_read), lets
     /// a task hold no buffer while its connection is idle and borrow one only once data has
     /// arrived. A new stream counts as readable until a read finds it empty.
-    pub async fn readable(&self) -> io::Result<()> {
-        self.io.ready(Direction::Read).await
+    pub fn readable(&self) -> impl Future<Output = io::Result<()>> + '_ {
+        self.io.ready(Direction::Read)
     }
 
     /// Reads without waiting: some bytes, `0` at the end of the stream, or a `WouldBlock`
@@ -147,8 +150,8 @@ impl TcpStream {
     }
 
     /// Waits until a write would probably not block.
-    pub async fn writable(&self) -> io::Result<()> {
-        self.io.ready(Direction::Write).await
+    pub fn writable(&self) -> impl Future<Output = io::Result<()>> + '_ {
+        self.io.ready(Direction::Write)
     }
 
     /// The address of the peer.

@@ -104,6 +104,7 @@ impl<T: AsRawFd> Source<T> {
 
     /// Ready when the reactor has seen the socket ready in `dir` (or it has not been tried yet).
     /// Spends budget like an operation: a loop of `readable` and `try_read` must yield too.
+    #[inline]
     pub(crate) fn poll_ready(&self, cx: &mut Context<'_>, dir: Direction) -> Poll<io::Result<()>> {
         if !crate::coop::spend(cx) {
             return Poll::Pending;
@@ -126,6 +127,7 @@ impl<T: AsRawFd> Source<T> {
         self.state.ready.set(ready);
     }
 
+    #[inline]
     fn is_ready(&self, dir: Direction) -> bool {
         let ready = self.state.ready.get();
         match dir {
@@ -135,6 +137,8 @@ impl<T: AsRawFd> Source<T> {
     }
 
     /// Leaves the task's waker where the reactor will find it when the socket becomes ready.
+    /// Out of line: the callers' fast path (the socket is ready) stays small enough to inline.
+    #[inline(never)]
     fn wait(&self, cx: &mut Context<'_>, dir: Direction) {
         let state = &self.state;
         let slot = match dir {

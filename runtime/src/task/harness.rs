@@ -1,5 +1,6 @@
-//! The wrapper around every spawned future: catches its panic, honours an abort, and delivers
-//! the result to the [`JoinHandle`](super::JoinHandle).
+//! The wrapper around every spawned future: catches its panic and delivers the result to the
+//! [`JoinHandle`](super::JoinHandle). (An abort is the executor's business: it drops an aborted
+//! task unpolled, and the harness, dropped unfinished, reports it cancelled.)
 
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -13,7 +14,7 @@ use super::join::{JoinError, JoinState};
 
 pin_project! {
     /// A spawned future plus the slot its result goes to. Completes (so the executor drops it)
-    /// when the future completes, panics, or is aborted.
+    /// when the future completes or panics.
     pub(crate) struct Harness<F: Future> {
         #[pin]
         future: F,
@@ -21,8 +22,8 @@ pin_project! {
     }
 
     impl<F: Future> PinnedDrop for Harness<F> {
-        /// Dropped unfinished (its runtime was dropped): the handle reports it cancelled rather
-        /// than waiting forever.
+        /// Dropped unfinished (aborted, or its runtime was dropped): the handle reports it
+        /// cancelled rather than waiting forever.
         fn drop(this: Pin<&mut Self>) {
             if !this.state.is_finished() {
                 this.state.finish(Err(JoinError::cancelled()));
@@ -42,10 +43,6 @@ impl<F: Future> Future for Harness<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.project();
-        if this.state.is_abort_requested() {
-            this.state.finish(Err(JoinError::cancelled()));
-            return Poll::Ready(());
-        }
         // Unwind safety: after a panic the future is never polled again (we return Ready and
         // the executor drops it), so no broken invariant of it can be observed.
         match catch_unwind(AssertUnwindSafe(|| this.future.poll(cx))) {

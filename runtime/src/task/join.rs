@@ -18,7 +18,6 @@ pub(crate) struct JoinState<T> {
     /// The task that awaits the handle, woken when the result arrives.
     waiter: RefCell<Option<Waker>>,
     finished: Cell<bool>,
-    abort_requested: Cell<bool>,
 }
 
 impl<T> JoinState<T> {
@@ -27,7 +26,6 @@ impl<T> JoinState<T> {
             result: RefCell::new(None),
             waiter: RefCell::new(None),
             finished: Cell::new(false),
-            abort_requested: Cell::new(false),
         }
     }
 
@@ -43,10 +41,6 @@ impl<T> JoinState<T> {
 
     pub(crate) fn is_finished(&self) -> bool {
         self.finished.get()
-    }
-
-    pub(crate) fn is_abort_requested(&self) -> bool {
-        self.abort_requested.get()
     }
 }
 
@@ -77,8 +71,7 @@ impl<T> JoinHandle<T> {
     /// ```
     pub fn abort(&self) {
         if !self.state.finished.get() {
-            self.state.abort_requested.set(true);
-            futures_task::ArcWake::wake_by_ref(&self.task);
+            self.task.abort();
         }
     }
 
