@@ -1,5 +1,7 @@
 //! `echo bench`: a tiny run writes its table and one JSON line per point; a point that fails is
-//! reported while the others still run; an unknown server name is refused up front.
+//! reported while the others still run; an unknown server name is refused up front; `--server-cpu`
+//! caps the servers in a cgroup (where cgroups are writable) and refuses a percentage out of
+//! 1..=100.
 //!
 //! The runs are kept to a second or two of measuring (`--duration 0.3`, one round, a handful of
 //! connections): these tests check the plumbing, not the figures.
@@ -114,4 +116,96 @@ fn an_unknown_server_is_refused_by_name() {
     assert!(done.stderr.contains("no-such-server"), "{}", done.describe());
     assert!(done.stderr.contains("mini"), "the error should list the servers: {}", done.describe());
     assert!(!out.0.exists(), "nothing should be written");
+}
+
+#[test]
+fn a_server_cpu_cap_out_of_range_is_refused() {
+    for percent in ["0", "101"] {
+        let out = OutDir::new(&format!("cap-{percent}"));
+        let done = run(&["bench", "--server-cpu", percent, "--out", out.path()], b"");
+        assert_eq!(done.status.code(), Some(2), "--server-cpu {percent}: {}", done.describe());
+        assert!(done.stderr.contains("--server-cpu"), "{}", done.describe());
+        assert!(!out.0.exists(), "nothing should be written");
+    }
+}
+
+#[test]
+fn a_capped_run_records_its_cap_and_removes_its_cgroup() {
+    if let Err(why) = cgroups_writable() {
+        println!("skipped: cgroups with the cpu controller are not writable here: {why}");
+        return;
+    }
+    let out = OutDir::new("capped");
+    let args = ["bench", "--servers", "mini", "--connections", "2", "--sizes", "64"];
+    let rest = ["--duration", "0.3", "--rounds", "1", "--idle", "0", "--server-cpu", "50"];
+    let done = run(&[&args[..], &rest[..], &["--out", out.path()]].concat(), b"");
+    assert!(done.status.success(), "{}", done.describe());
+
+    let lines = out.json_lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let load = find(&lines, "load", "mini");
+    assert_eq!(load["server_cpu_percent"], 50, "{load}");
+    assert!(load["msgs_per_s"].as_f64().is_some_and(|m| m > 0.0), "{load}");
+    let by_round = load["server_cpu_per_msg_us_by_round"].as_array();
+    assert_eq!(by_round.map(Vec::len), Some(1), "{load}");
+    let table = read(&out.0.join("results.md"));
+    assert!(table.contains("server capped at 50% of a core"), "{table}");
+
+    // The bench names its cgroup on stderr; it must be gone once the bench has exited.
+    let line = done.stderr.lines().find_map(|l| l.strip_prefix("bench: server cgroup "));
+    let dir = line.and_then(|l| l.split(' ').next()).expect("no `server cgroup` line");
+    assert!(!Path::new(dir).exists(), "the cgroup {dir} was left behind");
+}
+
+#[test]
+fn without_a_cap_the_json_says_null() {
+    let out = OutDir::new("uncapped");
+    let args = ["bench", "--servers", "epoll", "--connections", "1", "--sizes", "64"];
+    let rest = ["--duration", "0.2", "--rounds", "1", "--idle", "0", "--out", out.path()];
+    let done = run(&[&args[..], &rest[..]].concat(), b"");
+    assert!(done.status.success(), "{}", done.describe());
+    let lines = out.json_lines();
+    let load = find(&lines, "load", "epoll");
+    assert!(load["server_cpu_percent"].is_null(), "{load}");
+    assert!(!done.stderr.contains("cgroup"), "{}", done.describe());
+}
+
+/// Ok if this process may create a cgroup where the bench would: under the cgroup v2 mount if it
+/// has the `cpu` controller, else under the cgroup v1 `cpu` mount (found in
+/// /proc/self/mountinfo). Creates and removes a probe directory.
+fn cgroups_writable() -> Result<(), String> {
+    let info = fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+    let words = |path: PathBuf| fs::read_to_string(path).unwrap_or_default();
+    let has_cpu = |text: String| text.split_whitespace().any(|w| w == "cpu");
+    let mut v1 = None;
+    for line in info.lines() {
+        let Some((left, right)) = line.split_once(" - ") else { continue };
+        let Some(point) = left.split(' ').nth(4).map(PathBuf::from) else { continue };
+        let right: Vec<&str> = right.split(' ').collect();
+        match right[..] {
+            ["cgroup2", ..] if has_cpu(words(point.join("cgroup.controllers"))) => {
+                if !has_cpu(words(point.join("cgroup.subtree_control"))) {
+                    return Err(format!(
+                        "cpu is not in {}/cgroup.subtree_control",
+                        point.display()
+                    ));
+                }
+                return probe(&point);
+            }
+            ["cgroup", _, options, ..] if options.split(',').any(|o| o == "cpu") => {
+                v1.get_or_insert(point);
+            }
+            _ => {}
+        }
+    }
+    match v1 {
+        Some(point) => probe(&point),
+        None => Err("no cgroup mount with the cpu controller".to_owned()),
+    }
+}
+
+fn probe(parent: &Path) -> Result<(), String> {
+    let dir = parent.join(format!("echo-bench-probe-{}", std::process::id()));
+    fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    fs::remove_dir(&dir).map_err(|e| format!("cannot remove {}: {e}", dir.display()))
 }

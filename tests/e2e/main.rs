@@ -6,7 +6,8 @@
 //! - `echo_servers`: one suite generated for each server (`mini`, `threaded`, `spin`, `select`,
 //!   `epoll`, and with the `tokio` feature `tokio-current` and `tokio-multi`);
 //! - `cli`: flags, errors, signals and the `client` subcommand;
-//! - `bench`: `echo bench` on a tiny matrix: its outputs, a failed point, a wrong server name;
+//! - `bench`: `echo bench` on a tiny matrix: its outputs, a failed point, a wrong server name,
+//!   `--server-cpu` (a capped run where cgroups are writable, out-of-range percentages);
 //! - `reliability`: the server faults (descriptor exhaustion and leaks, slow readers, short
 //!   writes, resets while writing, connection cap, idle timeout), every server at once;
 //! - `backends`: the `mini` server on epoll, poll and select past descriptor 1024 (only in a

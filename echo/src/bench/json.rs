@@ -1,14 +1,15 @@
 //! `results.jsonl`: one JSON object per server × point, with every figure (the medians), the
-//! per-round headline figure, the errors, and the run's metadata. Every line carries the
-//! metadata, so that the lines of several runs can be concatenated into one file and still be
-//! told apart.
+//! per-round headline figures, the errors, and the run's metadata (`server_cpu_percent`: the
+//! `--server-cpu` cap, null without one; `server_busy` stays a fraction of one core). Every line
+//! carries the metadata, so that the lines of several runs can be concatenated into one file and
+//! still be told apart.
 //!
 //! JSON is written by hand: the objects are flat, and a 60-line writer beats a dependency.
 
 use super::report::{Entry, Figures, IdleFigures, LoadFigures, Meta, Point};
 
-/// One JSON object per entry, each line with the figures (medians), the per-round throughput or
-/// RSS, the errors and the run's metadata.
+/// One JSON object per entry, each line with the figures (medians), the per-round throughput and
+/// CPU per message or RSS, the errors and the run's metadata.
 pub fn lines(meta: &Meta, entries: &[Entry]) -> String {
     let mut out = String::new();
     for e in entries {
@@ -34,6 +35,11 @@ pub fn lines(meta: &Meta, entries: &[Entry]) -> String {
                     _ => None,
                 });
                 o.nums("msgs_per_s_by_round", by_round);
+                let by_round = e.rounds.iter().map(|r| match r {
+                    Ok(Figures::Load(l)) => Some(l.server_cpu_per_msg_us),
+                    _ => None,
+                });
+                o.nums("server_cpu_per_msg_us_by_round", by_round);
             }
             Point::Idle { connections } => {
                 let f = e.idle();
@@ -63,6 +69,7 @@ pub fn lines(meta: &Meta, entries: &[Entry]) -> String {
         };
         o.str("command", &meta.command).num("cores", Some(meta.cores as f64));
         o.str("pinning", &meta.pinning);
+        o.num("server_cpu_percent", meta.server_cpu_percent.map(f64::from));
         o.num("duration_s", Some(meta.duration_s)).num("warmup_s", Some(meta.warmup_s));
         out += &o.finish();
         out += "\n";

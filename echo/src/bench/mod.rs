@@ -23,7 +23,12 @@
 //! With two or more CPUs, the bench pins itself (the load generator, one thread) to its first
 //! allowed CPU and each server to the second; threads a server starts stay on its core. With
 //! one CPU nothing is pinned, and the figures say so.
+//!
+//! With `--server-cpu PERCENT`, each server also runs in a cgroup whose CPU quota is PERCENT of
+//! one core ([`cgroup`]): the server, not the load generator, is then the bottleneck, and its
+//! busy figure is reported as a fraction of that allowance.
 
+mod cgroup;
 mod chart;
 mod idle;
 mod json;
@@ -40,6 +45,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
 
+use cgroup::Cgroup;
 use report::{Entry, Figures, Meta, Point};
 use server::Server;
 
@@ -82,6 +88,14 @@ pub struct BenchArgs {
     #[arg(long)]
     quick: bool,
 
+    /// Cap each server at PERCENT of one core (1-100) with a cgroup CPU quota (CFS bandwidth:
+    /// PERCENT of a 10 ms period), so that the server, not the load generator, is the
+    /// bottleneck and servers are compared at saturation. Latencies then include throttling
+    /// pauses of up to 10 ms. Needs a writable cgroup `cpu` controller (v2 or v1; usually root)
+    /// [default: no cap].
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
+    server_cpu: Option<u8>,
+
     /// Directory for results.md, results.jsonl and the SVG charts.
     #[arg(long, value_name = "DIR", default_value = "docs/bench")]
     out: PathBuf,
@@ -103,12 +117,21 @@ struct Plan {
     warmup: Duration,
     rounds: usize,
     pipeline: usize,
+    /// The cap on each server's CPU, in percent of one core; None: no cap.
+    server_cpu: Option<u8>,
     out: PathBuf,
 }
 
 /// Runs the bench; an error if the arguments are wrong or if any point failed.
 pub fn run(args: BenchArgs) -> Result<()> {
     let plan = Plan::new(args)?;
+    // First, so that a machine without writable cgroups fails before anything runs. Dropped (and
+    // so removed) when `run` returns, whichever way.
+    let cgroup = plan
+        .server_cpu
+        .map(Cgroup::create)
+        .transpose()
+        .context("--server-cpu: cannot set up a cgroup with a CPU quota for the servers")?;
 
     // 1. Cores, descriptors, signals. Pin first: threads started later inherit the affinity.
     let cpus = measure::allowed_cpus().context("cannot read this process's CPU affinity")?;
@@ -128,6 +151,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
         bail!("this matrix needs about {needed} descriptors, but the open-files limit is {limit}");
     }
     server::kill_children_on_signals()?;
+    if let (Some(cgroup), Some(percent)) = (&cgroup, plan.server_cpu) {
+        let (quota, period) = cgroup::quota_period(percent);
+        eprintln!(
+            "bench: server cgroup {} (CPU quota {quota} µs per {period} µs: {percent}% of a core)",
+            cgroup.dir().display()
+        );
+    }
 
     // 2. Run every point, round by round, one progress line each.
     let total = plan.rounds * plan.servers.len() * plan.points.len();
@@ -154,11 +184,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         for entry in &mut entries {
             done += 1;
             let t = Instant::now();
-            let outcome = run_point(&entry.server, entry.point, &plan, server_cpu);
+            let outcome = run_point(&entry.server, entry.point, &plan, server_cpu, cgroup.as_ref());
             let (name, point, took) = (&entry.server, entry.point, t.elapsed().as_secs_f64());
             eprintln!(
                 "[{done}/{total}] {name} {point} round {round}: {} ({took:.1} s)",
-                summary(&outcome)
+                summary(&outcome, plan.server_cpu)
             );
             entry.rounds.push(outcome);
         }
@@ -177,6 +207,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         warmup_s: plan.warmup.as_secs_f64(),
         rounds: plan.rounds,
         pipeline: plan.pipeline,
+        server_cpu_percent: plan.server_cpu,
     };
     let markdown = report::markdown(&meta, &entries);
     print!("{markdown}");
@@ -189,9 +220,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// One run of one point on a fresh server.
-fn run_point(name: &str, point: Point, plan: &Plan, cpu: Option<usize>) -> Result<Figures, String> {
-    let mut server = Server::start(name, cpu)?;
+/// One run of one point on a fresh server (pinned to `cpu`, in `cgroup`, if given).
+fn run_point(
+    name: &str,
+    point: Point,
+    plan: &Plan,
+    cpu: Option<usize>,
+    cgroup: Option<&Cgroup>,
+) -> Result<Figures, String> {
+    let mut server = Server::start(name, cpu, cgroup)?;
     let outcome = match point {
         Point::Load { connections, size } => {
             let spec = load::Spec {
@@ -214,14 +251,16 @@ fn run_point(name: &str, point: Point, plan: &Plan, cpu: Option<usize>) -> Resul
     })
 }
 
-/// The tail of a progress line: the headline figure, or the failure.
-fn summary(outcome: &Result<Figures, String>) -> String {
+/// The tail of a progress line: the headline figure, or the failure. With a cap, the server's
+/// busy is a fraction of its allowance.
+fn summary(outcome: &Result<Figures, String>, cap: Option<u8>) -> String {
     match outcome {
         Ok(Figures::Load(f)) => format!(
-            "{} msg/s, p99 {:.0} µs, server {:.0}% busy",
+            "{} msg/s, p99 {:.0} µs, server {:.0}% busy{}",
             report::si(f.msgs_per_s),
             f.p99_us,
-            f.server_busy * 100.0
+            report::busy_of_cap(f.server_busy, cap) * 100.0,
+            cap.map(|c| format!(" (of its {c}% cap)")).unwrap_or_default()
         ),
         Ok(Figures::Idle(f)) => format!(
             "{:.2} KiB per connection ({:.0} held, opened in {:.1} s), server {:.1}% busy",
@@ -297,6 +336,7 @@ impl Plan {
             warmup,
             rounds,
             pipeline: args.pipeline,
+            server_cpu: args.server_cpu,
             out: args.out,
         })
     }

@@ -81,10 +81,22 @@ pub struct Meta {
     pub warmup_s: f64,
     pub rounds: usize,
     pub pipeline: usize,
+    /// `--server-cpu`: each server's cap in percent of one core; None: not capped.
+    pub server_cpu_percent: Option<u8>,
 }
 
-/// The load generator is called the bottleneck at or above this busy fraction.
+/// The load generator is called the bottleneck at or above this busy fraction; so is a capped
+/// server at or above this fraction of its allowance.
 pub const LOAD_BOUND: f64 = 0.9;
+
+/// A server's busy fraction (CPU time / wall time, 1.0 = one core) relative to its allowance:
+/// with a 50% cap, 0.5 becomes 1.0. Unchanged without a cap.
+pub fn busy_of_cap(busy: f64, cap: Option<u8>) -> f64 {
+    match cap {
+        Some(percent) => busy * 100.0 / f64::from(percent),
+        None => busy,
+    }
+}
 
 impl Entry {
     fn ok(&self) -> impl Iterator<Item = &Figures> {
@@ -177,20 +189,39 @@ pub fn markdown(meta: &Meta, entries: &[Entry]) -> String {
         "- each point: {} s measured after {} s of warm-up; median of {} round(s); pipeline {}",
         meta.duration_s, meta.warmup_s, meta.rounds, meta.pipeline
     );
+    let cap = meta.server_cpu_percent;
+    if let Some(percent) = cap {
+        let (quota, period) = super::cgroup::quota_period(percent);
+        let _ = writeln!(
+            s,
+            "- server capped at {percent}% of a core (cgroup CPU quota: {quota} µs per {period} µs \
+             period); server busy is a fraction of that allowance"
+        );
+    }
 
     let loads: Vec<&Entry> =
         entries.iter().filter(|e| matches!(e.point, Point::Load { .. })).collect();
     if !loads.is_empty() {
         s += "\n## Closed loop: C connections, S-byte messages\n\n";
-        s += "| server | C | S | msg/s | MB/s | p50 µs | p99 µs | p99.9 µs | server CPU µs/msg \
-              | server busy | server RSS MiB | load gen busy | note |\n";
+        let busy = match cap {
+            Some(percent) => format!("server busy (of {percent}% cap)"),
+            None => "server busy".to_owned(),
+        };
+        let _ = writeln!(
+            s,
+            "| server | C | S | msg/s | MB/s | p50 µs | p99 µs | p99.9 µs | server CPU µs/msg \
+             | {busy} | server RSS MiB | load gen busy | note |"
+        );
         s += "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n";
         for e in loads {
             let Point::Load { connections, size } = e.point else { continue };
             let mut note = e.failed_note();
             let cells = match e.load() {
                 Some(f) => {
-                    if f.load_busy >= LOAD_BOUND {
+                    let busy = busy_of_cap(f.server_busy, cap);
+                    // A capped server at its allowance set the pace, however busy the generator.
+                    let server_bound = cap.is_some() && busy >= LOAD_BOUND;
+                    if f.load_busy >= LOAD_BOUND && !server_bound {
                         note = join_note(note, "load generator bound");
                     }
                     if f.starved > 0.0 {
@@ -204,7 +235,7 @@ pub fn markdown(meta: &Meta, entries: &[Entry]) -> String {
                         f.p99_us,
                         f.p999_us,
                         f.server_cpu_per_msg_us,
-                        f.server_busy * 100.0,
+                        busy * 100.0,
                         f.server_rss_kib / 1024.0,
                         f.load_busy * 100.0
                     )
@@ -259,6 +290,18 @@ pub fn markdown(meta: &Meta, entries: &[Entry]) -> String {
           bench waits up to 3 s for every connection's first reply before its warm-up).\n";
     s += "- server CPU: user + system time of all its threads (`/proc/PID/stat`, 10 ms ticks) \
           over the measured interval; busy = CPU time / wall time, 100% = one core.\n";
+    if let Some(percent) = cap {
+        let (_, period) = super::cgroup::quota_period(percent);
+        let _ = writeln!(
+            s,
+            "- server capped: each server ran in a cgroup allowed {percent}% of one core (CFS \
+             bandwidth quota), so the server, not the load generator, sets the pace; server busy \
+             in the load table is CPU time / wall time / {percent}% (100% = the whole allowance; \
+             the idle table's server CPU stays a fraction of a core). Latencies include \
+             throttling pauses of up to one period ({} ms).",
+            period as f64 / 1000.0
+        );
+    }
     let _ = writeln!(
         s,
         "- load gen busy: the load generator's own CPU time / wall time; at {:.0}% or more it, not \

@@ -1,20 +1,23 @@
 //! A server under test: this very binary started as a child process (`echo --runtime NAME
-//! --addr 127.0.0.1:0`), pinned to its own core, and always killed in the end.
+//! --addr 127.0.0.1:0`), pinned to its own core (with `--server-cpu`, in a cgroup with a CPU
+//! quota, see [`super::cgroup`]), and always killed in the end.
 //!
 //! # Pinning
 //!
 //! The child pins itself between `fork` and `exec` (`pre_exec`), before it runs a single
 //! instruction of the server: every thread it starts later inherits the affinity. Pinning by pid
 //! after the spawn would race with servers that start threads at once (a multi-threaded runtime's
-//! workers would keep the old affinity, since `sched_setaffinity(pid)` sets one thread's).
+//! workers would keep the old affinity, since `sched_setaffinity(pid)` sets one thread's). The
+//! child joins the capped cgroup there too, for the same reason.
 //!
 //! # Never leaving a server behind
 //!
 //! Three layers, from the common case to the rare one:
 //! 1. [`Server`] kills and reaps its child when dropped: after every point, and on every error path.
 //! 2. [`kill_children_on_signals`]: on SIGINT, SIGTERM or SIGHUP a thread kills every child still
-//!    listed in [`CHILDREN`], then exits. (Ctrl-C in a terminal also reaches the children
-//!    directly: they share the bench's process group, and exit on SIGINT by themselves.)
+//!    listed in [`CHILDREN`], removes the capped cgroup if any, then exits. (Ctrl-C in a
+//!    terminal also reaches the children directly: they share the bench's process group, and
+//!    exit on SIGINT by themselves.)
 //! 3. Each child asks the kernel for SIGKILL when its parent dies (`PR_SET_PDEATHSIG`), which
 //!    covers a bench killed with SIGKILL.
 
@@ -31,6 +34,7 @@ use anyhow::{Context, Result};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use super::cgroup::{self, Cgroup};
 use super::measure;
 
 /// How long a server may take to print `listening on ADDR`.
@@ -60,9 +64,13 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `echo --runtime NAME --addr 127.0.0.1:0`, pinned to `cpu` if given, and waits for
-    /// its `listening on ADDR` line. The error says why it did not start.
-    pub fn start(name: &str, cpu: Option<usize>) -> Result<Server, String> {
+    /// Starts `echo --runtime NAME --addr 127.0.0.1:0`, pinned to `cpu` and in `cgroup` if
+    /// given, and waits for its `listening on ADDR` line. The error says why it did not start.
+    pub fn start(
+        name: &str,
+        cpu: Option<usize>,
+        cgroup: Option<&Cgroup>,
+    ) -> Result<Server, String> {
         let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
         // A profiler to run the server under, e.g. ECHO_BENCH_WRAP="valgrind --tool=callgrind":
         // instruction counts compare servers even on a noisy machine (docs/benchmarks.md).
@@ -84,19 +92,26 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let set = cpu.map(measure::cpu_set);
+        let procs = cgroup.map(|c| c.procs().to_owned());
         // SAFETY: std runs `pre_exec` in the child between fork and exec, where only
         // async-signal-safe calls are allowed: the closure makes only system calls
-        // (sched_setaffinity, prctl, getppid, _exit) on values prepared before the fork, and
-        // allocates nothing.
+        // (sched_setaffinity, open, write, close, prctl, getppid, _exit) on values prepared
+        // before the fork (the CPU set, the cgroup.procs path), and allocates nothing.
         unsafe {
             command.pre_exec(move || {
                 if let Some(set) = &set {
                     measure::pin(set)?;
                 }
+                if let Some(procs) = &procs {
+                    cgroup::join(procs)?;
+                }
                 set_parent_death_signal()
             })
         };
-        let mut child = command.spawn().map_err(|e| format!("cannot start the server: {e}"))?;
+        let mut child = command.spawn().map_err(|e| match cgroup {
+            Some(c) => format!("cannot start the server in the cgroup {}: {e}", c.dir().display()),
+            None => format!("cannot start the server: {e}"),
+        })?;
         lock(&CHILDREN).push(child.id());
 
         let stderr = Arc::new(Mutex::new(VecDeque::new()));
@@ -204,8 +219,8 @@ impl Drop for Server {
     }
 }
 
-/// Starts a thread that, on SIGINT, SIGTERM or SIGHUP, kills every server child and exits with
-/// status 130.
+/// Starts a thread that, on SIGINT, SIGTERM or SIGHUP, kills every server child, removes the
+/// capped cgroup if any, and exits with status 130.
 pub fn kill_children_on_signals() -> Result<()> {
     let mut signals =
         Signals::new([SIGINT, SIGTERM, SIGHUP]).context("cannot install signal handlers")?;
@@ -219,6 +234,7 @@ pub fn kill_children_on_signals() -> Result<()> {
                     // SAFETY: kill(2) takes no pointers; `pid` is our child, not yet reaped.
                     unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
                 }
+                cgroup::remove_after_signal();
                 eprintln!(
                     "\nbench: signal {signal}: stopped {} server(s); exiting",
                     children.len()
