@@ -24,6 +24,7 @@
 
 mod source;
 mod timers;
+mod waiters;
 
 pub(crate) use source::{Direction, Source};
 pub(crate) use timers::TimerKey;
@@ -39,6 +40,7 @@ use std::time::{Duration, Instant};
 use crate::slab::{Key, Slab};
 use crate::sys::{Backend, Event, Interest, Notifier, Poller, NOTIFY_TOKEN};
 use timers::Timers;
+use waiters::Waiters;
 
 /// How many events [`Reactor::wake_ready`] dispatches at a time: few enough that the state of
 /// the sockets and tasks it touches is still in cache when those tasks run, enough that the
@@ -64,8 +66,9 @@ pub(crate) struct IoState {
     /// Directions in which a task is waiting; kept in step with the poller's interest for the
     /// backends that track it (poll, select); unused with epoll.
     waiting: Cell<Interest>,
-    reader: RefCell<Option<Waker>>,
-    writer: RefCell<Option<Waker>>,
+    /// The tasks waiting to read, and to write.
+    reader: RefCell<Waiters>,
+    writer: RefCell<Waiters>,
 }
 
 /// See the module docs.
@@ -210,17 +213,17 @@ impl Reactor {
         }
         if event.readable {
             ready.read = true;
-            if let Some(waker) = state.reader.borrow_mut().take() {
-                log::trace!("reactor: waking the reader of fd {}", state.fd);
-                wakers.push(waker);
+            let woken = state.reader.borrow_mut().take_all(wakers);
+            if woken > 0 {
+                log::trace!("reactor: waking the reader{} of fd {}", plural(woken), state.fd);
             }
             waiting.read = false;
         }
         if event.writable {
             ready.write = true;
-            if let Some(waker) = state.writer.borrow_mut().take() {
-                log::trace!("reactor: waking the writer of fd {}", state.fd);
-                wakers.push(waker);
+            let woken = state.writer.borrow_mut().take_all(wakers);
+            if woken > 0 {
+                log::trace!("reactor: waking the writer{} of fd {}", plural(woken), state.fd);
             }
             waiting.write = false;
         }
@@ -258,8 +261,8 @@ impl Reactor {
                 ready: Cell::new(all),
                 read_closed: Cell::new(false),
                 waiting: Cell::new(Interest::default()),
-                reader: RefCell::new(None),
-                writer: RefCell::new(None),
+                reader: RefCell::default(),
+                writer: RefCell::default(),
             });
             state = Some(s.clone());
             s
@@ -295,5 +298,14 @@ impl Reactor {
 
     pub(crate) fn remove_timer(&self, key: TimerKey) {
         self.timers.borrow_mut().remove(key);
+    }
+}
+
+/// `s` after a count other than one, for trace output.
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
     }
 }

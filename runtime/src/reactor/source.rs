@@ -141,22 +141,12 @@ impl<T: AsRawFd> Source<T> {
     #[inline(never)]
     fn wait(&self, cx: &mut Context<'_>, dir: Direction) {
         let state = &self.state;
-        let slot = match dir {
+        let waiters = match dir {
             Direction::Read => &state.reader,
             Direction::Write => &state.writer,
         };
-        // One waiting task per direction. If another task already waits here (two tasks sharing
-        // a listener, say), it is woken rather than forgotten: it polls again and finds its turn.
-        let displaced = {
-            let mut slot = slot.borrow_mut();
-            match &*slot {
-                Some(old) if old.will_wake(cx.waker()) => None,
-                _ => slot.replace(cx.waker().clone()),
-            }
-        };
-        if let Some(other) = displaced {
-            other.wake();
-        }
+        // Cloning a waker runs no foreign code that could reach this socket again.
+        waiters.borrow_mut().add(cx.waker());
         log::trace!("fd {}: {} would block; the task waits", state.fd, dir.verb());
         let mut waiting = state.waiting.get();
         match dir {

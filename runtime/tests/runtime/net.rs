@@ -260,7 +260,8 @@ fn writing_to_a_reset_connection_is_an_error() {
 }
 
 /// Two tasks accepting on one shared listener: the second waiter must not make the first one's
-/// wake-up disappear. Both connections are accepted.
+/// wake-up disappear, and while nobody connects the two must not keep waking each other (a busy
+/// loop). Both connections are accepted.
 #[test]
 fn two_tasks_accepting_on_one_listener_both_get_a_connection() {
     run(|| async {
@@ -273,6 +274,10 @@ fn two_tasks_accepting_on_one_listener_both_get_a_connection() {
             })
             .collect();
         mini::yield_now().await; // both wait in accept
+        let cpu_before = util::thread_cpu();
+        mini::time::sleep(Duration::from_millis(300)).await;
+        let spent = util::thread_cpu() - cpu_before;
+        assert!(spent < Duration::from_millis(100), "idle waiters used {spent:?} of CPU in 300 ms");
         let _a = TcpStream::connect(addr).await.unwrap();
         let _b = TcpStream::connect(addr).await.unwrap();
         for accepter in accepters {
