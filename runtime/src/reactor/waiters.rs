@@ -19,6 +19,7 @@ pub(crate) struct Waiters {
 
 impl Waiters {
     /// Adds the task of `waker`, unless it waits here already.
+    #[inline]
     pub(crate) fn add(&mut self, waker: &Waker) {
         let known = |w: &Waker| w.will_wake(waker);
         if self.first.as_ref().is_some_and(known) || self.more.iter().any(known) {
@@ -32,11 +33,19 @@ impl Waiters {
 
     /// Moves every waiting task's waker into `out` (the socket is ready: all of them should
     /// look) and says how many there were.
+    #[inline]
     pub(crate) fn take_all(&mut self, out: &mut Vec<Waker>) -> usize {
-        let before = out.len();
-        out.extend(self.first.take());
-        out.append(&mut self.more);
-        out.len() - before
+        // Written for the usual cases, no waiter or one, which the reactor meets per event.
+        let mut taken = 0;
+        if let Some(waker) = self.first.take() {
+            out.push(waker);
+            taken = 1;
+        }
+        if !self.more.is_empty() {
+            taken += self.more.len();
+            out.append(&mut self.more);
+        }
+        taken
     }
 }
 
