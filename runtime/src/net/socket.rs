@@ -7,7 +7,7 @@ use std::mem;
 use std::net::{self, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
-use crate::sys::syscall;
+use crate::sys::check;
 
 /// Accepts one connection on the non-blocking listener `fd`. The new socket is created
 /// non-blocking and close-on-exec in the same call (`accept4`), saving a syscall per connection.
@@ -18,12 +18,9 @@ pub(crate) fn accept(fd: RawFd) -> io::Result<(net::TcpStream, SocketAddr)> {
     let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
     // SAFETY: `storage` and `len` are live and writable; `len` holds the storage's true size,
     // so the kernel writes within it.
-    let conn = syscall!(accept4(
-        fd,
-        (&mut storage as *mut libc::sockaddr_storage).cast(),
-        &mut len,
-        flags
-    ))?;
+    let conn = check(unsafe {
+        libc::accept4(fd, (&mut storage as *mut libc::sockaddr_storage).cast(), &mut len, flags)
+    })?;
     // SAFETY: accept4 just returned this descriptor, and nothing else owns it.
     let stream = net::TcpStream::from(unsafe { OwnedFd::from_raw_fd(conn) });
     Ok((stream, to_socket_addr(&storage)?))
@@ -35,14 +32,14 @@ pub(crate) fn start_connect(addr: SocketAddr) -> io::Result<net::TcpStream> {
     let domain = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
     let kind = libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
     // SAFETY: socket takes no pointers; the arguments are valid constants.
-    let fd = syscall!(socket(domain, kind, 0))?;
+    let fd = check(unsafe { libc::socket(domain, kind, 0) })?;
     // SAFETY: socket just returned this descriptor, and nothing else owns it.
     let stream = net::TcpStream::from(unsafe { OwnedFd::from_raw_fd(fd) });
     let raw_addr = RawAddr::from(addr);
     let (raw, len) = raw_addr.as_ptr();
     // SAFETY: `raw` points at a live sockaddr of `len` bytes (see RawAddr::as_ptr). The fd is
     // owned by `stream`, which outlives the call.
-    match syscall!(connect(fd, raw, len)) {
+    match check(unsafe { libc::connect(fd, raw, len) }) {
         Ok(_) => Ok(stream),
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(stream),
         Err(e) => Err(e),

@@ -14,20 +14,34 @@ use std::task::Waker;
 #[derive(Debug, Default)]
 pub(crate) struct Waiters {
     first: Option<Waker>,
-    more: Vec<Waker>,
+    /// Boxed, so that the rare case costs every socket one pointer, not a `Vec`'s three words:
+    /// the socket's state stays small (a busy server reads it twice per message).
+    #[allow(clippy::box_collection)]
+    more: Option<Box<Vec<Waker>>>,
 }
 
 impl Waiters {
     /// Adds the task of `waker`, unless it waits here already.
     #[inline]
     pub(crate) fn add(&mut self, waker: &Waker) {
+        match &self.first {
+            None if self.more.is_none() => self.first = Some(waker.clone()),
+            Some(first) if first.will_wake(waker) => {}
+            _ => self.add_another(waker),
+        }
+    }
+
+    #[cold]
+    fn add_another(&mut self, waker: &Waker) {
         let known = |w: &Waker| w.will_wake(waker);
-        if self.first.as_ref().is_some_and(known) || self.more.iter().any(known) {
+        if self.first.as_ref().is_some_and(known)
+            || self.more.iter().flat_map(|m| m.iter()).any(known)
+        {
             return;
         }
         match &self.first {
             None => self.first = Some(waker.clone()),
-            Some(_) => self.more.push(waker.clone()),
+            Some(_) => self.more.get_or_insert_default().push(waker.clone()),
         }
     }
 
@@ -35,16 +49,26 @@ impl Waiters {
     /// look) and says how many there were.
     #[inline]
     pub(crate) fn take_all(&mut self, out: &mut Vec<Waker>) -> usize {
-        // Written for the usual cases, no waiter or one, which the reactor meets per event.
-        let mut taken = 0;
-        if let Some(waker) = self.first.take() {
-            out.push(waker);
-            taken = 1;
+        // Small enough to inline into the reactor, which calls it for both directions of every
+        // event: no waiter or one is the rule.
+        if self.more.is_some() {
+            return self.take_many(out);
         }
-        if !self.more.is_empty() {
-            taken += self.more.len();
-            out.append(&mut self.more);
+        match self.first.take() {
+            Some(waker) => {
+                out.push(waker);
+                1
+            }
+            None => 0,
         }
+    }
+
+    #[cold]
+    fn take_many(&mut self, out: &mut Vec<Waker>) -> usize {
+        let more = self.more.take().unwrap_or_default();
+        let taken = usize::from(self.first.is_some()) + more.len();
+        out.extend(self.first.take());
+        out.extend(*more);
         taken
     }
 }

@@ -12,7 +12,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{syscall, timeout_ms, Event, Interest, Notifier, Poller, NOTIFY_TOKEN};
+use super::{check, timeout_ms, Event, Interest, Notifier, Poller, NOTIFY_TOKEN};
 
 /// How many events one `epoll_wait` may return; more simply wait for the next turn.
 const MAX_EVENTS: usize = 1024;
@@ -30,7 +30,7 @@ pub(crate) struct EpollPoller {
 impl EpollPoller {
     pub(crate) fn new() -> io::Result<EpollPoller> {
         // SAFETY: epoll_create1 takes no pointers; EPOLL_CLOEXEC is a valid flag.
-        let fd = syscall!(epoll_create1(libc::EPOLL_CLOEXEC))?;
+        let fd = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         // SAFETY: epoll_create1 just returned this descriptor, and nothing else owns it.
         let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
         let poller = EpollPoller {
@@ -47,7 +47,9 @@ impl EpollPoller {
     fn ctl(&self, fd: RawFd, token: u64, flags: libc::c_int) -> io::Result<()> {
         let mut ev = libc::epoll_event { events: flags as u32, u64: token };
         // SAFETY: `ev` is a live epoll_event that the kernel only reads during the call.
-        syscall!(epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev))?;
+        check(unsafe {
+            libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev)
+        })?;
         Ok(())
     }
 }
@@ -73,7 +75,9 @@ impl Poller for EpollPoller {
 
     fn delete(&self, fd: RawFd) -> io::Result<()> {
         // SAFETY: a null event pointer is allowed for EPOLL_CTL_DEL (since Linux 2.6.9).
-        syscall!(epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()))?;
+        check(unsafe {
+            libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut())
+        })?;
         Ok(())
     }
 
@@ -82,12 +86,14 @@ impl Poller for EpollPoller {
         raw.clear();
         // SAFETY: the pointer and capacity describe the vector's allocation (MAX_EVENTS
         // entries), which the kernel may fill; nothing else uses it during the call.
-        let n = match syscall!(epoll_wait(
-            self.epoll.as_raw_fd(),
-            raw.as_mut_ptr(),
-            MAX_EVENTS as libc::c_int,
-            timeout_ms(timeout),
-        )) {
+        let n = match check(unsafe {
+            libc::epoll_wait(
+                self.epoll.as_raw_fd(),
+                raw.as_mut_ptr(),
+                MAX_EVENTS as libc::c_int,
+                timeout_ms(timeout),
+            )
+        }) {
             Ok(n) => n as usize,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
             Err(e) => return Err(e),

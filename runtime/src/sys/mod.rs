@@ -120,20 +120,16 @@ pub(crate) struct Interest {
     pub(crate) write: bool,
 }
 
-/// Turns the C convention (-1 and `errno`) into `io::Result`.
-macro_rules! syscall {
-    ($fn:ident ( $($arg:expr),* $(,)? )) => {{
-        // SAFETY: each call site passes arguments that satisfy the OS call's contract, which
-        // the site's own `// SAFETY:` comment argues.
-        let res = unsafe { libc::$fn($($arg),*) };
-        if res == -1 {
-            Err(std::io::Error::last_os_error())
-        } else {
-            Ok(res)
-        }
-    }};
+/// Turns the C convention (-1 and `errno`) into `io::Result`: `check(unsafe { libc::f(..) })`.
+/// A function, not a macro around the call, so that every call site writes its own `unsafe`
+/// block, with the `// SAFETY:` comment that argues it.
+pub(crate) fn check<T: PartialEq + From<i8>>(res: T) -> std::io::Result<T> {
+    if res == T::from(-1) {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(res)
+    }
 }
-pub(crate) use syscall;
 
 /// Milliseconds for a `timeout` argument, rounded *up* so that a wait never ends before a timer
 /// is due (a timer must never fire early). `None` means wait without limit (-1).

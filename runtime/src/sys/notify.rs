@@ -9,7 +9,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::syscall;
+use super::check;
 
 /// A thread-safe way to interrupt the poller's wait.
 #[derive(Debug)]
@@ -23,7 +23,7 @@ pub(crate) struct Notifier {
 impl Notifier {
     pub(crate) fn new() -> io::Result<Notifier> {
         // SAFETY: eventfd takes no pointers; the flags are valid constants.
-        let fd = syscall!(eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK))?;
+        let fd = check(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
         // SAFETY: eventfd just returned this descriptor, and nothing else owns it.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(Notifier { fd, pending: AtomicBool::new(false) })
@@ -41,7 +41,7 @@ impl Notifier {
         }
         let one: u64 = 1;
         // SAFETY: the pointer and length describe `one`, a live 8-byte value, as eventfd wants.
-        let res = syscall!(write(self.fd(), (&one as *const u64).cast(), 8));
+        let res = check(unsafe { libc::write(self.fd(), (&one as *const u64).cast(), 8) });
         // EAGAIN means the counter is already huge, so the poller wakes anyway.
         if let Err(e) = res {
             if e.kind() != io::ErrorKind::WouldBlock {
@@ -55,7 +55,7 @@ impl Notifier {
         let mut count: u64 = 0;
         // SAFETY: the pointer and length describe `count`, a live, writable 8-byte value. A
         // failure (EAGAIN: already zero) needs no handling.
-        let _ = syscall!(read(self.fd(), (&mut count as *mut u64).cast(), 8));
+        let _ = check(unsafe { libc::read(self.fd(), (&mut count as *mut u64).cast(), 8) });
         // Read, then clear the flag. A notify that comes between the two sees the flag still
         // set and writes nothing; that is harmless, because this thread is awake and checks the
         // run queue before it sleeps again. (The other order could swallow a notify's write

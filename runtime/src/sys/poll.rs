@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::watchlist::Watchlist;
-use super::{syscall, timeout_ms, Event, Interest, Notifier, Poller, NOTIFY_TOKEN};
+use super::{check, timeout_ms, Event, Interest, Notifier, Poller, NOTIFY_TOKEN};
 
 /// The poll backend; see the module docs.
 #[derive(Debug)]
@@ -79,11 +79,9 @@ impl Poller for PollPoller {
 
         // SAFETY: the pointer and length describe `pollfds`, a live array the kernel may write
         // `revents` into; nothing else touches it during the call.
-        match syscall!(poll(
-            pollfds.as_mut_ptr(),
-            pollfds.len() as libc::nfds_t,
-            timeout_ms(timeout)
-        )) {
+        match check(unsafe {
+            libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout_ms(timeout))
+        }) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
             Err(e) => return Err(e),

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::watchlist::Watchlist;
-use super::{syscall, Event, Interest, Notifier, Poller, NOTIFY_TOKEN};
+use super::{check, Event, Interest, Notifier, Poller, NOTIFY_TOKEN};
 
 /// The select backend; see the module docs.
 #[derive(Debug)]
@@ -111,8 +111,9 @@ impl Poller for SelectPoller {
         let tv_ptr = tv.as_mut().map_or(std::ptr::null_mut(), |tv| tv as *mut libc::timeval);
         // SAFETY: the sets and the timeval are live and exclusively ours for the call; nfds is
         // one past the highest descriptor in the sets, as select requires.
-        let res =
-            syscall!(select(max_fd + 1, &mut reads.0, &mut writes.0, std::ptr::null_mut(), tv_ptr));
+        let res = check(unsafe {
+            libc::select(max_fd + 1, &mut reads.0, &mut writes.0, std::ptr::null_mut(), tv_ptr)
+        });
         match res {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
