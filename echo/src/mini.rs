@@ -86,12 +86,14 @@ pub fn serve(
                     }
                     debug!("accepted {peer}");
                     let counted = open.enter();
+                    // Only what the task needs is moved into it: it is every connection's state.
+                    let idle_timeout = opts.idle_timeout;
                     // Dropping the JoinHandle detaches the task: it runs on by itself.
                     ::mini::spawn(async move {
                         let _counted = counted;
-                        match handle(stream, upper, opts.idle_timeout).await {
+                        match handle(stream, upper, idle_timeout).await {
                             Ok(()) => debug!("closed {peer}"),
-                            Err(e) => match opts.idle_timeout {
+                            Err(e) => match idle_timeout {
                                 Some(timeout) if options::is_timeout(&e) => {
                                     options::log_idle(peer, timeout)
                                 }
@@ -133,14 +135,25 @@ async fn handle(
             Echoed::Partly(unsent) => unsent,
         };
         // The kernel's send buffer is full: keep the rest, and read no more until it is sent.
-        let mut rest = &unsent[..];
-        while !rest.is_empty() {
-            match within(idle_timeout, stream.write(rest)).await? {
-                0 => return Err(io::ErrorKind::WriteZero.into()),
-                k => rest = &rest[k..],
-            }
+        // Boxed: the rare case's state (the bytes, the write in progress) then takes no room in
+        // every connection's task, which stays small and quick to get through.
+        Box::pin(send_rest(&mut stream, &unsent, idle_timeout)).await?;
+    }
+}
+
+/// Writes all of `rest`, each wait for room limited by the idle timeout.
+async fn send_rest(
+    stream: &mut ::mini::net::TcpStream,
+    mut rest: &[u8],
+    idle_timeout: Option<Duration>,
+) -> io::Result<()> {
+    while !rest.is_empty() {
+        match within(idle_timeout, stream.write(rest)).await? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            k => rest = &rest[k..],
         }
     }
+    Ok(())
 }
 
 thread_local! {

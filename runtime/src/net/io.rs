@@ -115,8 +115,9 @@ impl StreamIo {
     }
 }
 
-/// Implements the `futures-io` traits for a type with an `io: Rc<StreamIo>` field (the stream
-/// and its halves), once for all of them. `poll_close` shuts down the writing side.
+/// Implements the `futures-io` traits for a type with an `io` field holding a [`StreamIo`]
+/// (inline in the stream, in an `Rc` shared by the two halves), once for all of them.
+/// `poll_close` shuts down the writing side.
 macro_rules! impl_async_io {
     ($type:ty: $($trait:ident),+) => {
         $($crate::net::io::impl_async_io!(@ $trait $type);)+

@@ -33,7 +33,9 @@ use crate::reactor::{Direction, Source};
 /// ```
 #[derive(Debug)]
 pub struct TcpStream {
-    io: Rc<StreamIo>,
+    /// Inline, not shared: a server reads it on every operation, and one less pointer to
+    /// follow is one less cache line per message. Only `into_split` moves it into an `Rc`.
+    io: StreamIo,
 }
 
 impl TcpStream {
@@ -60,7 +62,7 @@ impl TcpStream {
 
     /// Takes over a connected std stream that is already non-blocking.
     pub(crate) fn from_nonblocking(stream: net::TcpStream) -> io::Result<TcpStream> {
-        Ok(TcpStream { io: Rc::new(StreamIo(Source::new(stream)?)) })
+        Ok(TcpStream { io: StreamIo(Source::new(stream)?) })
     }
 
     /// Takes over a connected stream made with `std::net`, switching it to non-blocking mode.
@@ -178,7 +180,8 @@ impl TcpStream {
     /// Splits the stream into a reading half and a writing half that can move to different
     /// tasks. The socket closes when both are dropped.
     pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
-        (OwnedReadHalf::new(self.io.clone()), OwnedWriteHalf::new(self.io))
+        let io = Rc::new(self.io);
+        (OwnedReadHalf::new(io.clone()), OwnedWriteHalf::new(io))
     }
 }
 

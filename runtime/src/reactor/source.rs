@@ -141,12 +141,9 @@ impl<T: AsRawFd> Source<T> {
     #[inline(never)]
     fn wait(&self, cx: &mut Context<'_>, dir: Direction) {
         let state = &self.state;
-        let waiters = match dir {
-            Direction::Read => &state.reader,
-            Direction::Write => &state.writer,
-        };
-        // Cloning a waker runs no foreign code that could reach this socket again.
-        waiters.borrow_mut().add(cx.waker());
+        let mut waiters = state.waiters.take();
+        waiters.add(dir, cx.waker());
+        state.waiters.set(waiters);
         log::trace!("fd {}: {} would block; the task waits", state.fd, dir.verb());
         let mut waiting = state.waiting.get();
         match dir {

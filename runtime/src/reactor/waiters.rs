@@ -1,60 +1,63 @@
-//! [`Waiters`]: the tasks waiting for one direction of one socket.
+//! [`Waiters`]: the tasks waiting on one socket, to read and to write.
 //!
-//! Nearly always there is one: the connection's own task. But two tasks may share a socket
-//! (two accept loops on one listener, say), and each must keep its own waker until the socket
-//! is ready: a single slot would make the second waiter either erase the first one's waker (a
-//! lost wake-up) or wake it to make room, after which the first, finding nothing to do, waits
-//! again and wakes the second, and so on: two tasks passing the thread back and forth, a busy
-//! loop. So the first waker has a slot of its own, and any others go to a list, which costs
-//! nothing (no allocation) until a second task waits.
+//! Nearly always there is one per direction: the connection's own task. But two tasks may share
+//! a socket (two accept loops on one listener, say), and each must keep its own waker until the
+//! socket is ready: a single slot would make the second waiter either erase the first one's
+//! waker (a lost wake-up) or wake it to make room, after which the first, finding nothing to
+//! do, waits again and wakes the second, and so on: two tasks passing the thread back and
+//! forth, a busy loop. So the first waker of each direction has a slot of its own, and any
+//! others go to lists that cost one pointer for both directions until a second task waits:
+//! the socket's whole state then fits one cache line (see `IoState`).
 
 use std::task::Waker;
+
+use super::Direction;
 
 /// See the module docs.
 #[derive(Debug, Default)]
 pub(crate) struct Waiters {
-    first: Option<Waker>,
-    /// Boxed, so that the rare case costs every socket one pointer, not a `Vec`'s three words:
-    /// the socket's state stays small (a busy server reads it twice per message).
-    #[allow(clippy::box_collection)]
-    more: Option<Box<Vec<Waker>>>,
+    reader: Option<Waker>,
+    writer: Option<Waker>,
+    /// The further readers and writers, in that order. Boxed: one pointer while unused.
+    more: Option<Box<[Vec<Waker>; 2]>>,
 }
 
 impl Waiters {
-    /// Adds the task of `waker`, unless it waits here already.
+    /// Adds the task of `waker` to those waiting in `dir`, unless it waits there already.
     #[inline]
-    pub(crate) fn add(&mut self, waker: &Waker) {
-        match &self.first {
-            None if self.more.is_none() => self.first = Some(waker.clone()),
-            Some(first) if first.will_wake(waker) => {}
-            _ => self.add_another(waker),
+    pub(crate) fn add(&mut self, dir: Direction, waker: &Waker) {
+        let overflow = self.more.is_some();
+        let first = self.first(dir);
+        match first {
+            None if !overflow => *first = Some(waker.clone()),
+            Some(known) if known.will_wake(waker) => {}
+            _ => self.add_another(dir, waker),
         }
     }
 
     #[cold]
-    fn add_another(&mut self, waker: &Waker) {
+    fn add_another(&mut self, dir: Direction, waker: &Waker) {
         let known = |w: &Waker| w.will_wake(waker);
-        if self.first.as_ref().is_some_and(known)
-            || self.more.iter().flat_map(|m| m.iter()).any(known)
-        {
+        let in_more = self.more.as_ref().is_some_and(|more| more[index(dir)].iter().any(known));
+        if in_more || self.first(dir).as_ref().is_some_and(known) {
             return;
         }
-        match &self.first {
-            None => self.first = Some(waker.clone()),
-            Some(_) => self.more.get_or_insert_default().push(waker.clone()),
+        match self.first(dir) {
+            None => *self.first(dir) = Some(waker.clone()),
+            Some(_) => self.more.get_or_insert_default()[index(dir)].push(waker.clone()),
         }
     }
 
-    /// Moves every waiting task's waker into `out` (the socket is ready: all of them should
-    /// look) and says how many there were.
+    /// Moves the wakers of every task waiting in `dir` into `out` (the socket is ready that
+    /// way: all of them should look) and says how many there were.
     #[inline]
-    pub(crate) fn take_all(&mut self, out: &mut Vec<Waker>) -> usize {
-        // Small enough to inline into the reactor, which calls it for both directions of every
-        // event: no waiter or one is the rule.
+    pub(crate) fn take_all(&mut self, dir: Direction, out: &mut Vec<Waker>) -> usize {
+        // Small enough to inline into the reactor, which calls it for every event: no waiter or
+        // one is the rule.
         if self.more.is_some() {
-            return self.take_many(out);
+            return self.take_many(dir, out);
         }
-        match self.first.take() {
+        match self.first(dir).take() {
             Some(waker) => {
                 out.push(waker);
                 1
@@ -64,12 +67,30 @@ impl Waiters {
     }
 
     #[cold]
-    fn take_many(&mut self, out: &mut Vec<Waker>) -> usize {
-        let more = self.more.take().unwrap_or_default();
-        let taken = usize::from(self.first.is_some()) + more.len();
-        out.extend(self.first.take());
-        out.extend(*more);
-        taken
+    fn take_many(&mut self, dir: Direction, out: &mut Vec<Waker>) -> usize {
+        let before = out.len();
+        out.extend(self.first(dir).take());
+        if let Some(more) = &mut self.more {
+            out.append(&mut more[index(dir)]);
+            if more.iter().all(Vec::is_empty) {
+                self.more = None;
+            }
+        }
+        out.len() - before
+    }
+
+    fn first(&mut self, dir: Direction) -> &mut Option<Waker> {
+        match dir {
+            Direction::Read => &mut self.reader,
+            Direction::Write => &mut self.writer,
+        }
+    }
+}
+
+fn index(dir: Direction) -> usize {
+    match dir {
+        Direction::Read => 0,
+        Direction::Write => 1,
     }
 }
 
@@ -86,15 +107,18 @@ mod tests {
     }
 
     #[test]
-    fn each_task_is_kept_once_and_all_are_taken() {
+    fn each_task_is_kept_once_per_direction_and_all_are_taken() {
         let (a, b) = (Waker::from(Arc::new(Nop)), Waker::from(Arc::new(Nop)));
         let mut waiters = Waiters::default();
         for waker in [&a, &b, &a, &b] {
-            waiters.add(waker);
+            waiters.add(Direction::Read, waker);
         }
+        waiters.add(Direction::Write, &b);
         let mut out = Vec::new();
-        assert_eq!(waiters.take_all(&mut out), 2);
+        assert_eq!(waiters.take_all(Direction::Read, &mut out), 2);
         assert!(out[0].will_wake(&a) && out[1].will_wake(&b));
-        assert_eq!(waiters.take_all(&mut out), 0, "taking empties the list");
+        assert_eq!(waiters.take_all(Direction::Read, &mut out), 0, "taking empties the list");
+        assert_eq!(waiters.take_all(Direction::Write, &mut out), 1, "the other direction kept");
+        assert!(waiters.more.is_none(), "the overflow lists are freed once empty");
     }
 }
