@@ -58,7 +58,7 @@ fn find<'a>(lines: &'a [Value], kind: &str, server: &str) -> &'a Value {
 #[test]
 fn a_tiny_run_reports_every_point() {
     let out = OutDir::new("tiny");
-    let args = ["bench", "--servers", "mini,threaded", "--connections", "2", "--sizes", "64"];
+    let args = ["bench", "--servers", "mini,epoll", "--connections", "2", "--sizes", "64"];
     let rest = ["--duration", "0.3", "--rounds", "1", "--idle", "20", "--out", out.path()];
     let done = run(&[&args[..], &rest[..]].concat(), b"");
     assert!(done.status.success(), "{}", done.describe());
@@ -66,7 +66,7 @@ fn a_tiny_run_reports_every_point() {
     // One line per server × point: a load point and an idle point for each server.
     let lines = out.json_lines();
     assert_eq!(lines.len(), 4, "{lines:?}");
-    for server in ["mini", "threaded"] {
+    for server in ["mini", "epoll"] {
         let load = find(&lines, "load", server);
         assert!(load["msgs_per_s"].as_f64().is_some_and(|m| m > 0.0), "{load}");
         assert!(load["p99_us"].as_f64().is_some_and(|p| p > 0.0), "{load}");
@@ -77,9 +77,15 @@ fn a_tiny_run_reports_every_point() {
         assert!(idle["commit"].is_string() || idle["commit"].is_null(), "{idle}");
     }
 
+    // mini against the epoll loop, round by round; the epoll loop is the baseline itself.
+    let vs_epoll = |server| find(&lines, "load", server)["server_cpu_per_msg_vs_epoll"].clone();
+    assert!(vs_epoll("mini").as_f64().is_some_and(|r| r > 0.0), "{lines:?}");
+    assert!(vs_epoll("epoll").is_null(), "{lines:?}");
+
     let table = read(&out.0.join("results.md"));
     assert!(table.contains("| mini | 2 | 64 B |"), "{table}");
-    assert!(String::from_utf8_lossy(&done.stdout).contains("| threaded | 2 | 64 B |"));
+    assert!(table.contains("over `epoll`'s, round by round"), "{table}");
+    assert!(String::from_utf8_lossy(&done.stdout).contains("| epoll | 2 | 64 B |"));
     for chart in ["msgs_per_s.svg", "idle_rss.svg"] {
         assert!(read(&out.0.join(chart)).starts_with("<svg"), "{chart}");
     }

@@ -1,12 +1,14 @@
 //! `results.jsonl`: one JSON object per server × point, with every figure (the medians), the
 //! per-round headline figures, the errors, and the run's metadata (`server_cpu_percent`: the
-//! `--server-cpu` cap, null without one; `server_busy` stays a fraction of one core). Every line
+//! `--server-cpu` cap, null without one; `server_busy` stays a fraction of one core;
+//! `server_cpu_per_msg_vs_epoll`: the median over the rounds of the server's CPU per message
+//! over the epoll loop's in the same round, null without the epoll server). Every line
 //! carries the metadata, so that the lines of several runs can be concatenated into one file and
 //! still be told apart.
 //!
 //! JSON is written by hand: the objects are flat, and a 60-line writer beats a dependency.
 
-use super::report::{Entry, Figures, IdleFigures, LoadFigures, Meta, Point};
+use super::report::{self, Entry, Figures, IdleFigures, LoadFigures, Meta, Point};
 
 /// One JSON object per entry, each line with the figures (medians), the per-round throughput and
 /// CPU per message or RSS, the errors and the run's metadata.
@@ -40,6 +42,12 @@ pub fn lines(meta: &Meta, entries: &[Entry]) -> String {
                     _ => None,
                 });
                 o.nums("server_cpu_per_msg_us_by_round", by_round);
+                // Against the raw epoll loop, round by round (see `report::cpu_ratios`).
+                let ratios =
+                    report::baseline_for(entries, e).map(|base| report::cpu_ratios(e, base));
+                let paired =
+                    ratios.filter(|r| !r.is_empty()).map(|r| report::median_quartiles(&r).0);
+                o.num("server_cpu_per_msg_vs_epoll", paired);
             }
             Point::Idle { connections } => {
                 let f = e.idle();

@@ -155,6 +155,45 @@ impl Entry {
     }
 }
 
+/// The server the others are compared with round by round: the raw epoll loop, the ceiling
+/// that a readiness-based runtime can approach.
+pub const BASELINE: &str = "epoll";
+
+/// Per round in which both succeeded: `entry`'s server CPU per message over `base`'s.
+///
+/// The rounds are interleaved (every server once, then again), so the two figures of a round
+/// were measured seconds apart: their ratio cancels the slow drifts of a shared machine, which
+/// move a whole round, and the median of these ratios is steadier than the ratio of medians.
+pub fn cpu_ratios(entry: &Entry, base: &Entry) -> Vec<f64> {
+    let cpu = |r: &Result<Figures, String>| match r {
+        Ok(Figures::Load(l)) if l.server_cpu_per_msg_us > 0.0 => Some(l.server_cpu_per_msg_us),
+        _ => None,
+    };
+    let pairs = entry.rounds.iter().zip(&base.rounds);
+    pairs.filter_map(|(a, b)| Some(cpu(a)? / cpu(b)?)).collect()
+}
+
+/// The baseline's entry for the same point as `entry`, if the run has one (and it is another).
+pub fn baseline_for<'a>(entries: &'a [Entry], entry: &Entry) -> Option<&'a Entry> {
+    let found = entries.iter().find(|b| b.server == BASELINE && b.point == entry.point)?;
+    (entry.server != BASELINE).then_some(found)
+}
+
+/// The median and the quartiles (25% and 75%, linearly interpolated) of `values`.
+pub fn median_quartiles(values: &[f64]) -> (f64, f64, f64) {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        let pos = q * (v.len() - 1) as f64;
+        let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+        v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
+    };
+    (at(0.5), at(0.25), at(0.75))
+}
+
 fn median(values: impl Iterator<Item = f64>) -> f64 {
     let mut v: Vec<f64> = values.collect();
     v.sort_by(f64::total_cmp);
@@ -251,6 +290,8 @@ pub fn markdown(meta: &Meta, entries: &[Entry]) -> String {
         }
     }
 
+    paired_section(&mut s, entries);
+
     let idles: Vec<&Entry> =
         entries.iter().filter(|e| matches!(e.point, Point::Idle { .. })).collect();
     if !idles.is_empty() {
@@ -325,6 +366,36 @@ pub fn markdown(meta: &Meta, entries: &[Entry]) -> String {
     s
 }
 
+/// The table of CPU per message against the baseline's in the same round, if the run has one.
+fn paired_section(s: &mut String, entries: &[Entry]) {
+    let rows: Vec<(&Entry, Vec<f64>)> = entries
+        .iter()
+        .filter_map(|e| Some((e, cpu_ratios(e, baseline_for(entries, e)?))))
+        .filter(|(_, ratios)| !ratios.is_empty())
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "\n## Server CPU per message over `{BASELINE}`'s, round by round\n");
+    let _ = writeln!(
+        s,
+        "Each round measures every server once, seconds apart; the ratio within a round cancels \
+         the machine's slow drifts. Median and quartiles over the rounds.\n"
+    );
+    *s += "| server | C | S | median | 25%–75% | rounds |\n| --- | ---: | ---: | ---: | ---: | ---: |\n";
+    for (e, ratios) in rows {
+        let Point::Load { connections, size } = e.point else { continue };
+        let (mid, lo, hi) = median_quartiles(&ratios);
+        let _ = writeln!(
+            s,
+            "| {} | {connections} | {} | {mid:.3} | {lo:.3}–{hi:.3} | {} |",
+            e.server,
+            bytes(size),
+            ratios.len()
+        );
+    }
+}
+
 fn join_note(note: String, more: &str) -> String {
     if note.is_empty() {
         more.to_owned()
@@ -382,5 +453,24 @@ mod tests {
         assert_eq!(si(95_300.0), "95.3k");
         assert_eq!(bytes(16384), "16 KiB");
         assert!(utc_now().starts_with("20"));
+    }
+
+    #[test]
+    fn ratios_pair_the_rounds_in_which_both_servers_succeeded() {
+        let load = |cpu| {
+            Ok(Figures::Load(LoadFigures { server_cpu_per_msg_us: cpu, ..Default::default() }))
+        };
+        let point = Point::Load { connections: 1, size: 64 };
+        let entry = |server: &str, rounds| Entry { server: server.into(), point, rounds };
+        let base = entry(BASELINE, vec![load(2.0), Err("died".into()), load(4.0), load(5.0)]);
+        let other = entry("mini", vec![load(3.0), load(1.0), load(4.0), Err("died".into())]);
+        assert_eq!(cpu_ratios(&other, &base), vec![1.5, 1.0]);
+        let entries = [base, other];
+        assert!(baseline_for(&entries, &entries[1]).is_some());
+        assert!(
+            baseline_for(&entries, &entries[0]).is_none(),
+            "no ratio of the baseline to itself"
+        );
+        assert_eq!(median_quartiles(&[4.0, 1.0, 3.0, 2.0, 5.0]), (3.0, 2.0, 4.0));
     }
 }
