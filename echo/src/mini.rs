@@ -192,7 +192,7 @@ fn echo_now(stream: &::mini::net::TcpStream, buf: &mut [u8], upper: bool) -> io:
 
 /// Runs `op`, giving up with a `TimedOut` error after `limit` if there is one.
 ///
-/// A plain enum rather than an `async fn`: without a limit it is `op` itself, one byte larger,
+/// A plain enum rather than an `async fn`: without a limit it is `op` itself plus a tag,
 /// instead of one more state machine around it. The server polls it once per message, so a
 /// smaller, flatter future means fewer cache lines touched per connection.
 fn within<F: Future<Output = io::Result<T>>, T>(limit: Option<Duration>, op: F) -> Within<F> {

@@ -70,7 +70,6 @@ pub(crate) struct IoState {
     /// Directions in which a task is waiting; kept in step with the poller's interest for the
     /// backends that track it (poll, select); unused with epoll.
     waiting: Cell<Interest>,
-    /// The tasks waiting to read, and to write.
     /// The tasks waiting to read and to write. A `Cell`, taken and put back (never borrowed):
     /// no borrow flag, so that the state fits a line.
     waiters: Cell<Waiters>,

@@ -141,9 +141,13 @@ impl<T: AsRawFd> Source<T> {
     #[inline(never)]
     fn wait(&self, cx: &mut Context<'_>, dir: Direction) {
         let state = &self.state;
+        // Taken out and put back (a `Cell`): cloning a waker runs no code that reaches this socket.
         let mut waiters = state.waiters.take();
-        waiters.add(dir, cx.waker());
+        let overflow = waiters.add(dir, cx.waker());
         state.waiters.set(waiters);
+        for waker in overflow.into_iter().flatten() {
+            waker.wake();
+        }
         log::trace!("fd {}: {} would block; the task waits", state.fd, dir.verb());
         let mut waiting = state.waiting.get();
         match dir {
