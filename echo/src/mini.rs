@@ -135,18 +135,19 @@ async fn handle(
             Echoed::Partly(unsent) => unsent,
         };
         // The kernel's send buffer is full: keep the rest, and read no more until it is sent.
-        // Boxed: the rare case's state (the bytes, the write in progress) then takes no room in
-        // every connection's task, which stays small and quick to get through.
-        Box::pin(send_rest(&mut stream, &unsent, idle_timeout)).await?;
+        // Boxed, with the bytes moved in: the rare case's state then takes no room in every
+        // connection's task, which stays small and quick to get through.
+        Box::pin(send_rest(&mut stream, unsent, idle_timeout)).await?;
     }
 }
 
-/// Writes all of `rest`, each wait for room limited by the idle timeout.
+/// Writes all of `unsent`, each wait for room limited by the idle timeout.
 async fn send_rest(
     stream: &mut ::mini::net::TcpStream,
-    mut rest: &[u8],
+    unsent: Vec<u8>,
     idle_timeout: Option<Duration>,
 ) -> io::Result<()> {
+    let mut rest = &unsent[..];
     while !rest.is_empty() {
         match within(idle_timeout, stream.write(rest)).await? {
             0 => return Err(io::ErrorKind::WriteZero.into()),

@@ -301,10 +301,7 @@ impl Executor {
         // `parked` is true only around the wait itself: wakes from other threads must then ring
         // the notifier, while the reactor's own wakes, just after, must not (the thread is awake).
         self.queue.parked.store(true, Ordering::SeqCst);
-        // Never with events of the last wait still to hand out: `wait` would hand them out
-        // first, queueing tasks, and then sleep anyway.
-        let idle = self.queue.is_empty() && !reactor.events_left();
-        let waited = if idle { reactor.wait(None) } else { Ok(()) };
+        let waited = if self.queue.is_empty() { reactor.wait(None) } else { Ok(()) };
         self.queue.parked.store(false, Ordering::SeqCst);
         waited?;
         reactor.wake_ready();

@@ -143,11 +143,8 @@ impl<T: AsRawFd> Source<T> {
         let state = &self.state;
         // Taken out and put back (a `Cell`): cloning a waker runs no code that reaches this socket.
         let mut waiters = state.waiters.take();
-        let overflow = waiters.add(dir, cx.waker());
+        waiters.add(dir, cx.waker());
         state.waiters.set(waiters);
-        for waker in overflow.into_iter().flatten() {
-            waker.wake();
-        }
         log::trace!("fd {}: {} would block; the task waits", state.fd, dir.verb());
         let mut waiting = state.waiting.get();
         match dir {

@@ -13,9 +13,6 @@ use std::task::Waker;
 
 use super::Direction;
 
-/// How many wakers beyond the first one direction keeps; see [`Waiters::add`].
-const MAX_MORE: usize = 32;
-
 /// See the module docs.
 #[derive(Debug, Default)]
 pub(crate) struct Waiters {
@@ -28,40 +25,34 @@ pub(crate) struct Waiters {
 impl Waiters {
     /// Adds the task of `waker` to those waiting in `dir`, unless it waits there already.
     ///
-    /// "Already" rests on `Waker::will_wake`, which may answer no for two wakers of one task
-    /// (it compares pointers). So that a task polled again and again while it waits cannot
-    /// grow the list without end, a direction holds at most [`MAX_MORE`] further wakers: past
-    /// that, they are handed back to be woken now (each task then polls and, if it still
-    /// waits, adds itself again). A spurious wake-up is cheap; a lost one, or a list without
-    /// end, is not.
+    /// "Already" rests on `Waker::will_wake`, which compares pointers and may in principle answer
+    /// no for two wakers of one task (it does under Miri; for `mini`'s own wakers it answers
+    /// yes). Such a task polled again while it waits is then kept twice, until the next event
+    /// empties the list: a spurious wake-up, never a lost one. Nothing is evicted to bound the
+    /// list: an evicted waiter woken to make room would come back and evict another, a busy
+    /// loop as soon as more tasks wait than the bound allows.
     #[inline]
-    #[must_use = "the wakers handed back must be woken"]
-    pub(crate) fn add(&mut self, dir: Direction, waker: &Waker) -> Option<Vec<Waker>> {
+    pub(crate) fn add(&mut self, dir: Direction, waker: &Waker) {
         let overflow = self.more.is_some();
         let first = self.first(dir);
         match first {
             None if !overflow => *first = Some(waker.clone()),
             Some(known) if known.will_wake(waker) => {}
-            _ => return self.add_another(dir, waker),
+            _ => self.add_another(dir, waker),
         }
-        None
     }
 
     #[cold]
-    fn add_another(&mut self, dir: Direction, waker: &Waker) -> Option<Vec<Waker>> {
+    fn add_another(&mut self, dir: Direction, waker: &Waker) {
         let known = |w: &Waker| w.will_wake(waker);
         let in_more = self.more.as_ref().is_some_and(|more| more[index(dir)].iter().any(known));
         if in_more || self.first(dir).as_ref().is_some_and(known) {
-            return None;
+            return;
         }
-        if self.first(dir).is_none() {
-            *self.first(dir) = Some(waker.clone());
-            return None;
+        match self.first(dir) {
+            None => *self.first(dir) = Some(waker.clone()),
+            Some(_) => self.more.get_or_insert_default()[index(dir)].push(waker.clone()),
         }
-        let more = &mut self.more.get_or_insert_default()[index(dir)];
-        let woken = (more.len() >= MAX_MORE).then(|| std::mem::take(more));
-        more.push(waker.clone());
-        woken
     }
 
     /// Moves the wakers of every task waiting in `dir` into `out` (the socket is ready that
@@ -127,9 +118,9 @@ mod tests {
         let (a, b) = (Waker::from(Arc::new(Nop)), Waker::from(Arc::new(Nop)));
         let mut waiters = Waiters::default();
         for waker in [&a, &b, &a, &b] {
-            assert!(waiters.add(Direction::Read, waker).is_none());
+            waiters.add(Direction::Read, waker);
         }
-        assert!(waiters.add(Direction::Write, &b).is_none());
+        waiters.add(Direction::Write, &b);
         let mut out = Vec::new();
         let taken = waiters.take_all(Direction::Read, &mut out);
         // `will_wake` is best effort: under Miri, a clone's vtable may not compare equal, and
@@ -143,17 +134,5 @@ mod tests {
         assert_eq!(waiters.take_all(Direction::Read, &mut out), 0, "taking empties the list");
         assert_eq!(waiters.take_all(Direction::Write, &mut out), 1, "the other direction kept");
         assert!(waiters.more.is_none(), "the overflow lists are freed once empty");
-    }
-
-    #[test]
-    fn wakers_past_the_cap_are_handed_back_to_be_woken() {
-        let mut waiters = Waiters::default();
-        let wakers: Vec<Waker> = (0..=MAX_MORE + 1).map(|_| Waker::from(Arc::new(Nop))).collect();
-        let handed_back: Vec<Vec<Waker>> =
-            wakers.iter().filter_map(|w| waiters.add(Direction::Read, w)).collect();
-        assert_eq!(handed_back.len(), 1, "one overflow");
-        assert_eq!(handed_back[0].len(), MAX_MORE);
-        let mut out = Vec::new();
-        assert_eq!(waiters.take_all(Direction::Read, &mut out), 2, "the first and the newest");
     }
 }

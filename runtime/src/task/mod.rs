@@ -1,9 +1,10 @@
 //! Tasks: futures that the runtime polls alongside the main one.
 //!
-//! [`spawn`] boxes a future, wraps it in a harness that catches panics and honours
-//! [`JoinHandle::abort`], and gives it to the executor. The harness and the [`JoinHandle`]
-//! share a small [`JoinState`](join) slot: the harness puts the task's result there and wakes
-//! whoever awaits the handle.
+//! [`spawn`] boxes a future, wraps it in a harness that catches panics, and gives it to the
+//! executor. The harness and the [`JoinHandle`] share a small [`JoinState`](join) slot: the
+//! harness puts the task's result there and wakes whoever awaits the handle.
+//! [`JoinHandle::abort`] marks the task's waker; the executor then drops the task unpolled,
+//! and the harness, dropped unfinished, reports it cancelled.
 
 mod harness;
 mod join;

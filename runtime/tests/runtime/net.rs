@@ -259,27 +259,28 @@ fn writing_to_a_reset_connection_is_an_error() {
     });
 }
 
-/// Two tasks accepting on one shared listener: the second waiter must not make the first one's
-/// wake-up disappear, and while nobody connects the two must not keep waking each other (a busy
-/// loop). Both connections are accepted.
-#[test]
-fn two_tasks_accepting_on_one_listener_both_get_a_connection() {
-    run(|| async {
+/// Tasks accepting on one shared listener: a later waiter must not make an earlier one's
+/// wake-up disappear, and while nobody connects they must not keep waking each other (a busy
+/// loop). Every connection is accepted.
+fn accepters_share_a_listener(tasks: usize) {
+    run(move || async move {
         let (listener, addr) = util::listener();
         let listener = std::rc::Rc::new(listener);
-        let accepters: Vec<_> = (0..2)
+        let accepters: Vec<_> = (0..tasks)
             .map(|_| {
                 let listener = listener.clone();
                 mini::spawn(async move { listener.accept().await.map(|_| ()) })
             })
             .collect();
-        mini::yield_now().await; // both wait in accept
+        mini::yield_now().await; // all wait in accept
         let cpu_before = util::thread_cpu();
         mini::time::sleep(Duration::from_millis(300)).await;
         let spent = util::thread_cpu() - cpu_before;
         assert!(spent < Duration::from_millis(100), "idle waiters used {spent:?} of CPU in 300 ms");
-        let _a = TcpStream::connect(addr).await.unwrap();
-        let _b = TcpStream::connect(addr).await.unwrap();
+        let mut clients = Vec::new();
+        for _ in 0..tasks {
+            clients.push(TcpStream::connect(addr).await.unwrap());
+        }
         for accepter in accepters {
             timeout(Duration::from_secs(2), accepter)
                 .await
@@ -288,4 +289,16 @@ fn two_tasks_accepting_on_one_listener_both_get_a_connection() {
                 .unwrap();
         }
     });
+}
+
+#[test]
+fn two_tasks_accepting_on_one_listener_both_get_a_connection() {
+    accepters_share_a_listener(2);
+}
+
+/// Many more than the one waker a socket keeps inline (an earlier bound on the others made 34
+/// waiters evict and wake each other for ever).
+#[test]
+fn forty_tasks_accepting_on_one_listener_all_get_a_connection() {
+    accepters_share_a_listener(40);
 }
