@@ -108,7 +108,8 @@ impl Cgroup {
         };
         remove_stale(parent);
         let dir = parent.join(format!("{PREFIX}{}", std::process::id()));
-        let procs = path_cstring(&dir.join("cgroup.procs"))?;
+        let procs_path = dir.join("cgroup.procs");
+        let procs = path_cstring(&procs_path)?;
         fs::create_dir(&dir)
             .with_context(|| format!("cannot create the cgroup {}", dir.display()))?;
         *lock() = Some(dir.clone());
@@ -120,11 +121,10 @@ impl Cgroup {
                 .with_context(|| format!("cannot write `{value}` to {}", path.display()))?;
         }
         // The children write their own pid there: fail now, not at the first point, if we may not.
-        let procs = cgroup.dir.join("cgroup.procs");
         fs::OpenOptions::new()
             .write(true)
-            .open(&procs)
-            .with_context(|| format!("cannot open {} for writing", procs.display()))?;
+            .open(&procs_path)
+            .with_context(|| format!("cannot open {} for writing", procs_path.display()))?;
         Ok(cgroup)
     }
 

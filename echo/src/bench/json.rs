@@ -43,11 +43,11 @@ pub fn lines(meta: &Meta, entries: &[Entry]) -> String {
                 });
                 o.nums("server_cpu_per_msg_us_by_round", by_round);
                 // Against the raw epoll loop, round by round (see `report::cpu_ratios`).
-                let ratios =
-                    report::baseline_for(entries, e).map(|base| report::cpu_ratios(e, base));
-                let paired =
-                    ratios.filter(|r| !r.is_empty()).map(|r| report::median_quartiles(&r).0);
-                o.num("server_cpu_per_msg_vs_epoll", paired);
+                let ratios = report::ratios_to_baseline(entries, e);
+                o.num(
+                    "server_cpu_per_msg_vs_epoll",
+                    ratios.map(|r| report::median_quartiles(&r).0),
+                );
             }
             Point::Idle { connections } => {
                 let f = e.idle();

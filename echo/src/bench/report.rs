@@ -179,6 +179,13 @@ pub fn baseline_for<'a>(entries: &'a [Entry], entry: &Entry) -> Option<&'a Entry
     (entry.server != BASELINE).then_some(found)
 }
 
+/// `entry`'s [`cpu_ratios`] against the baseline's entry for its point; None if the run has
+/// no baseline there (or is it) or no round in which both succeeded.
+pub fn ratios_to_baseline(entries: &[Entry], entry: &Entry) -> Option<Vec<f64>> {
+    let ratios = cpu_ratios(entry, baseline_for(entries, entry)?);
+    (!ratios.is_empty()).then_some(ratios)
+}
+
 /// The median and the quartiles (25% and 75%, linearly interpolated) of `values`.
 pub fn median_quartiles(values: &[f64]) -> (f64, f64, f64) {
     let mut v = values.to_vec();
@@ -368,11 +375,8 @@ pub fn markdown(meta: &Meta, entries: &[Entry]) -> String {
 
 /// The table of CPU per message against the baseline's in the same round, if the run has one.
 fn paired_section(s: &mut String, entries: &[Entry]) {
-    let rows: Vec<(&Entry, Vec<f64>)> = entries
-        .iter()
-        .filter_map(|e| Some((e, cpu_ratios(e, baseline_for(entries, e)?))))
-        .filter(|(_, ratios)| !ratios.is_empty())
-        .collect();
+    let rows: Vec<(&Entry, Vec<f64>)> =
+        entries.iter().filter_map(|e| Some((e, ratios_to_baseline(entries, e)?))).collect();
     if rows.is_empty() {
         return;
     }
