@@ -7,9 +7,10 @@
 //!
 //! The runtime runs on one thread, and its tasks need not be `Send`. Its wakers are, though:
 //! `Waker` is `Send + Sync` by definition, so any thread may keep one and call it, and a runtime
-//! must make that safe. `mini`'s waker is only a task id and a handle to the run queue
-//! (`TaskWaker` in `runtime/src/executor.rs`). Waking from another thread pushes the id onto the
-//! queue (behind a mutex) and, if the runtime thread is asleep in the poller, writes to an
+//! must make that safe. `mini`'s waker is only a number, the runtime's and the task's
+//! (`runtime/src/executor/waker.rs`), and points at no memory. Waking from another thread looks
+//! the runtime up in a global table, pushes the task's key onto its queue (behind a mutex) and,
+//! if the runtime thread is asleep in the poller, writes to an
 //! `eventfd` that the poller watches (`runtime/src/sys/notify.rs`), so the wait returns at once.
 //!
 //! What this shows:

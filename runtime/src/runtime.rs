@@ -117,7 +117,7 @@ impl Builder {
         };
         let reactor = Rc::new(Reactor::new(backend)?);
         log::debug!("mini: runtime uses the {backend} backend");
-        let executor = Rc::new(Executor::new(reactor.notifier().clone()));
+        let executor = Rc::new(Executor::new(reactor.notifier().clone())?);
         Ok(Runtime { handle: Handle { executor, reactor } })
     }
 }

@@ -6,27 +6,37 @@
 //! closed. A plain index would then name whatever took the slot next. So each slot counts how
 //! often it has been filled, a [`Key`] carries that count, and a lookup with an old count finds
 //! nothing.
+//!
+//! The count has 16 bits and wraps: a key would have to outlive 65 536 reuses of its slot to
+//! name a new occupant, and even then the harm is bounded: an event or a wake-up meant for the
+//! old one reaches the new one, which treats it as spurious (a socket retries its syscall and
+//! gets `EWOULDBLOCK`; a task is polled once for nothing).
 
-/// Names one occupant of one slot. Packs into a `u64` for the poller's token.
+/// Names one occupant of one slot. Packs into a `u64` for the poller's token, with 16 bits to
+/// spare that a task's waker uses to name its runtime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Key {
     index: u32,
-    generation: u32,
+    generation: u16,
 }
 
 impl Key {
+    /// A key no slot hands out (a slab would need 2^32 slots to reach its index): for a name
+    /// that must never match an entry.
+    pub(crate) const MAX: Key = Key { index: u32::MAX, generation: u16::MAX };
+
     pub(crate) fn to_u64(self) -> u64 {
         (u64::from(self.generation) << 32) | u64::from(self.index)
     }
 
     pub(crate) fn from_u64(raw: u64) -> Key {
-        Key { index: raw as u32, generation: (raw >> 32) as u32 }
+        Key { index: raw as u32, generation: (raw >> 32) as u16 }
     }
 }
 
 #[derive(Debug)]
 struct Slot<T> {
-    generation: u32,
+    generation: u16,
     value: Option<T>,
 }
 
@@ -54,7 +64,9 @@ impl<T> Slab<T> {
         self.len += 1;
         if let Some(index) = self.free.pop() {
             let slot = &mut self.slots[index as usize];
-            // Wrapping after 2^32 reuses of one slot is accepted: a key that old is long gone.
+            // Wrapping after 2^16 reuses of one slot is accepted: a key that old is long gone,
+            // and if one did come back it would cost a spurious wake-up, which every future
+            // and socket tolerates (see the module docs).
             slot.generation = slot.generation.wrapping_add(1);
             let key = Key { index, generation: slot.generation };
             slot.value = Some(make(key));

@@ -1,6 +1,6 @@
 //! An exhaustive check of the protocol that keeps a cross-thread wake from being lost.
 //!
-//! The parties (see `executor.rs` and `sys/notify.rs`):
+//! The parties (see `executor/mod.rs`, `executor/remote.rs` and `sys/notify.rs`):
 //!
 //! - the **executor**, going to sleep: `parked = true`; if the run queue is empty, block in the
 //!   poller until the eventfd counter is non-zero; `parked = false`; `Notifier::reset` (read the

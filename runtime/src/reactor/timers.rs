@@ -78,7 +78,7 @@ mod tests {
     /// A waker that records its id when woken.
     struct Tag(u64, Arc<Mutex<Vec<u64>>>);
 
-    impl futures_task::ArcWake for Tag {
+    impl futures::task::ArcWake for Tag {
         fn wake_by_ref(arc_self: &Arc<Self>) {
             arc_self.1.lock().unwrap().push(arc_self.0);
         }
@@ -101,7 +101,7 @@ mod tests {
                 match rng.below(4) {
                     0 | 1 => {
                         let deadline = now + Duration::from_millis(rng.below(50));
-                        let waker = futures_task::waker(Arc::new(Tag(id, fired.clone())));
+                        let waker = futures::task::waker(Arc::new(Tag(id, fired.clone())));
                         let key = timers.insert(deadline, waker);
                         model.push((deadline, id, key));
                     }

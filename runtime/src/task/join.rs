@@ -5,11 +5,11 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::rc::Rc;
-use std::sync::Arc;
+use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
 
-use crate::executor::TaskWaker;
+use crate::executor::Executor;
+use crate::slab::Key;
 
 /// The slot shared by a task's harness (which fills it) and its handle (which empties it).
 #[derive(Debug)]
@@ -50,12 +50,15 @@ impl<T> JoinState<T> {
 /// Dropping it detaches the task, which keeps running.
 pub struct JoinHandle<T> {
     state: Rc<JoinState<T>>,
-    task: Arc<TaskWaker>,
+    /// Where the task is, for `abort`; weak, so that a handle kept after its runtime was
+    /// dropped keeps nothing alive.
+    executor: Weak<Executor>,
+    task: Key,
 }
 
 impl<T> JoinHandle<T> {
-    pub(crate) fn new(state: Rc<JoinState<T>>, task: Arc<TaskWaker>) -> Self {
-        JoinHandle { state, task }
+    pub(crate) fn new(state: Rc<JoinState<T>>, executor: Weak<Executor>, task: Key) -> Self {
+        JoinHandle { state, executor, task }
     }
 
     /// Asks the task to stop. It is dropped the next time the executor reaches it, without
@@ -70,8 +73,8 @@ impl<T> JoinHandle<T> {
     /// });
     /// ```
     pub fn abort(&self) {
-        if !self.state.finished.get() {
-            self.task.abort();
+        if let (false, Some(executor)) = (self.state.finished.get(), self.executor.upgrade()) {
+            executor.abort(self.task);
         }
     }
 

@@ -3,7 +3,7 @@
 //! [`spawn`] boxes a future, wraps it in a harness that catches panics, and gives it to the
 //! executor. The harness and the [`JoinHandle`] share a small [`JoinState`](join) slot: the
 //! harness puts the task's result there and wakes whoever awaits the handle.
-//! [`JoinHandle::abort`] marks the task's waker; the executor then drops the task unpolled,
+//! [`JoinHandle::abort`] marks the task in the executor's table, which then drops it unpolled,
 //! and the harness, dropped unfinished, reports it cancelled.
 
 mod harness;
@@ -43,6 +43,6 @@ where
 {
     let handle = crate::runtime::current("mini::spawn");
     let state = Rc::new(join::JoinState::new());
-    let waker = handle.executor.spawn(Box::pin(harness::Harness::new(future, state.clone())));
-    JoinHandle::new(state, waker)
+    let key = handle.executor.spawn(Box::pin(harness::Harness::new(future, state.clone())));
+    JoinHandle::new(state, Rc::downgrade(&handle.executor), key)
 }
