@@ -15,6 +15,11 @@ use super::join::{JoinError, JoinState};
 pin_project! {
     /// A spawned future plus the slot its result goes to. Completes (so the executor drops it)
     /// when the future completes or panics.
+    ///
+    /// Aligned to a cache line, so that its box starts on one: a task's state then spans as
+    /// few lines as its size allows, and a busy server, which polls thousands of tasks in turn,
+    /// misses the cache that much less often per poll (tokio aligns its task cells too).
+    #[repr(align(64))]
     pub(crate) struct Harness<F: Future> {
         #[pin]
         future: F,
