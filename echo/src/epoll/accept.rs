@@ -82,9 +82,9 @@ impl Server {
         }
         let serial = self.next_serial;
         self.next_serial += 1;
-        let conn = Conn::new(fd, peer, serial);
-        if let Some(timeout) = self.opts.idle_timeout {
-            self.idle.push(Reverse((conn.last_active + timeout, serial, token)));
+        let conn = Conn::new(fd, peer, serial, self.opts.idle_timeout.is_some());
+        if let (Some(timeout), Some(at)) = (self.opts.idle_timeout, conn.last_active) {
+            self.idle.push(Reverse((at + timeout, serial, token)));
         }
         self.conns.insert(conn);
         debug!("accepted {peer}");

@@ -274,7 +274,10 @@ impl Server {
             }
             // A queued connection has work left, so it is not idle; and closing it would break
             // the promise of `Conns` that leftovers stay open until the next turn drives them.
-            let due = if conn.queued { now + timeout } else { conn.last_active + timeout };
+            let due = match conn.last_active {
+                Some(at) if !conn.queued => at + timeout,
+                _ => now + timeout,
+            };
             if due > now {
                 self.idle.push(Reverse((due, serial, token)));
             } else {
