@@ -141,10 +141,7 @@ impl<T: AsRawFd> Source<T> {
     #[inline(never)]
     fn wait(&self, cx: &mut Context<'_>, dir: Direction) {
         let state = &self.state;
-        // Taken out and put back (a `Cell`): cloning a waker runs no code that reaches this socket.
-        let mut waiters = state.waiters.take();
-        waiters.add(dir, cx.waker());
-        state.waiters.set(waiters);
+        state.with_waiters(|waiters| waiters.add(dir, cx.waker()));
         log::trace!("fd {}: {} would block; the task waits", state.fd, dir.verb());
         let mut waiting = state.waiting.get();
         match dir {
