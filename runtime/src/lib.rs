@@ -52,8 +52,8 @@
 //! # Implementation notes
 //!
 //! The runtime is single-threaded: tasks need not be `Send`, and no lock is taken on the way
-//! from an event to a task except the run queue's. Wakers *are* `Send + Sync`, so another thread
-//! may wake a task; that wakes the poller too if the runtime is asleep in it.
+//! from an event to a task. Wakers *are* `Send + Sync`, so another thread may wake a task
+//! (through a mutex-guarded queue); that wakes the poller too if the runtime is asleep in it.
 //!
 //! Set `RUST_LOG=mini=trace` (with a logger such as `env_logger`) to watch the runtime narrate
 //! each wait, event, wake and poll.

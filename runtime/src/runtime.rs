@@ -42,6 +42,15 @@ thread_local! {
     static CURRENT: RefCell<Option<Handle>> = const { RefCell::new(None) };
 }
 
+/// Runs `f` on the executor of the runtime in `block_on` on this thread; `None` if there is
+/// none (or the thread is exiting). For wakers, which must never panic.
+pub(crate) fn with_executor<R>(f: impl FnOnce(&Executor) -> R) -> Option<R> {
+    CURRENT
+        .try_with(|current| current.try_borrow().ok()?.as_ref().map(|handle| f(&handle.executor)))
+        .ok()
+        .flatten()
+}
+
 /// The running runtime's parts; `what` names the caller in the panic message.
 pub(crate) fn current(what: &str) -> Handle {
     CURRENT.with(|current| current.borrow().clone()).unwrap_or_else(|| {

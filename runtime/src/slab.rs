@@ -72,7 +72,11 @@ impl<T> Slab<T> {
             slot.value = Some(make(key));
             return key;
         }
-        let index = u32::try_from(self.slots.len()).expect("mini: more than 2^32 live entries");
+        // Index u32::MAX stays unused: `Key::MAX` must name nothing.
+        let index = u32::try_from(self.slots.len())
+            .ok()
+            .filter(|&index| index < u32::MAX)
+            .expect("mini: more than 2^32 - 1 live entries");
         let key = Key { index, generation: 0 };
         self.slots.push(Slot { generation: 0, value: Some(make(key)) });
         key

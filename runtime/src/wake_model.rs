@@ -8,8 +8,8 @@
 //! - a **waker** on another thread: push its task onto the queue (and, under the same lock,
 //!   set the `remote_pending` flag that the executor's "is the queue empty" reads: one step); if `parked`, `notify`: if
 //!   `pending` was false (swap), add one to the counter. (A wake on the runtime's own thread
-//!   goes to a thread-local queue; it cannot race with the sleep, since that thread is not
-//!   asleep while it wakes anything.)
+//!   goes straight to the executor's own run queue; it cannot race with the sleep, since that
+//!   thread is not asleep while it wakes anything.)
 //!
 //! The property: the executor never blocks for good while a task is queued. The test below
 //! explores *every* interleaving of the executor with two wakers (each step of the protocol an

@@ -3,8 +3,9 @@
 //! A task is a boxed future in a [`Slab`], with two flags beside it: `queued` (it is in the run
 //! queue already, so another wake-up adds nothing) and `aborted`. Its waker is just its name,
 //! the runtime's number and the task's key ([`waker`]). Waking it on the runtime's own thread
-//! (the common case: the reactor dispatching an event, one task waking another) sets `queued`
-//! and appends the key to the run queue, without a lock or an atomic operation. Waking it from
+//! (the common case: the reactor dispatching an event, one task waking another) finds the
+//! executor through the runtime's thread-local context, sets `queued` and appends the key to
+//! the run queue, without a lock or an atomic operation. Waking it from
 //! another thread goes through a mutex-guarded queue and, if the runtime is asleep in the
 //! poller, rings the poller's notifier ([`remote`]).
 //!
@@ -22,7 +23,6 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::pin::{pin, Pin};
-use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -58,23 +58,16 @@ impl std::fmt::Display for TaskName {
     }
 }
 
-thread_local! {
-    /// The executor in `block_on` on this thread, if any: where a waker for one of its tasks
-    /// can queue the task directly.
-    static LOCAL: RefCell<Option<Rc<Executor>>> = const { RefCell::new(None) };
-}
-
-/// Queues `id` if this thread is running its runtime; false if it is not (or is exiting).
+/// Queues `id` if this thread is running its runtime (in `block_on`); false if it is not.
 fn wake_here(id: TaskId) -> bool {
-    LOCAL
-        .try_with(|local| match local.try_borrow().as_deref() {
-            Ok(Some(executor)) if executor.runtime == id.runtime => {
-                executor.wake(id.key);
-                true
-            }
-            _ => false,
-        })
-        .unwrap_or(false)
+    crate::runtime::with_executor(|executor| {
+        let here = executor.runtime == id.runtime;
+        if here {
+            executor.wake(id.key);
+        }
+        here
+    })
+    .unwrap_or(false)
 }
 
 /// A spawned future and its scheduling flags.
@@ -164,12 +157,11 @@ impl Executor {
     }
 
     /// Runs `main` to completion, and every spawned task alongside it.
-    pub(crate) fn block_on<F: Future>(self: &Rc<Self>, reactor: &Reactor, main: F) -> F::Output {
+    pub(crate) fn block_on<F: Future>(&self, reactor: &Reactor, main: F) -> F::Output {
         let mut main = pin!(main);
         let main_waker = TaskId { runtime: self.runtime, key: MAIN_KEY }.waker();
-        let _local = LocalGuard::enter(self.clone());
         self.main_woken.set(true);
-        let mut batch = VecDeque::new();
+        let mut batch = Batch { executor: self, keys: VecDeque::new() };
         let mut from_elsewhere = Vec::new();
         let mut polls_since_io = 0;
         loop {
@@ -184,13 +176,16 @@ impl Executor {
                 }
             }
 
-            // 2. Every task queued so far (those woken on other threads join the queue first).
+            // 2. Every task queued so far (those woken on other threads join the queue first;
+            //    counted like polls, so that a stream of them, even for tasks that are gone,
+            //    cannot keep the loop from I/O and timers).
             self.remote.take_all(&mut from_elsewhere);
+            polls_since_io += from_elsewhere.len() as u32;
             for key in from_elsewhere.drain(..) {
                 self.wake(key);
             }
-            std::mem::swap(&mut *self.run_queue.borrow_mut(), &mut batch);
-            for key in batch.drain(..) {
+            std::mem::swap(&mut *self.run_queue.borrow_mut(), &mut batch.keys);
+            while let Some(key) = batch.keys.pop_front() {
                 self.run(key);
                 polls_since_io += 1;
             }
@@ -283,18 +278,18 @@ impl Drop for Executor {
     }
 }
 
-/// Points [`LOCAL`] at an executor for the duration of its `block_on`, even on panic.
-struct LocalGuard(Option<Rc<Executor>>);
-
-impl LocalGuard {
-    fn enter(executor: Rc<Executor>) -> LocalGuard {
-        LocalGuard(LOCAL.with(|local| local.borrow_mut().replace(executor)))
-    }
+/// The keys taken from the run queue to be run now. Should a panic escape a task (its
+/// destructor, say) and unwind `block_on`, the keys not yet run go back to the run queue: their
+/// tasks are still marked `queued`, so no wake-up would queue them again.
+struct Batch<'a> {
+    executor: &'a Executor,
+    keys: VecDeque<Key>,
 }
 
-impl Drop for LocalGuard {
+impl Drop for Batch<'_> {
     fn drop(&mut self) {
-        let previous = self.0.take();
-        let _ = LOCAL.try_with(|local| *local.borrow_mut() = previous);
+        if !self.keys.is_empty() {
+            self.executor.run_queue.borrow_mut().extend(self.keys.drain(..));
+        }
     }
 }

@@ -10,15 +10,18 @@
 //! Waking decodes the word and then:
 //!
 //! - on the thread that runs that runtime (nearly always: the reactor dispatching an event, one
-//!   task waking another), queues the task on the executor directly: no lock, no atomic
-//!   operation, no allocation ([`super::wake_here`]);
+//!   task waking another), queues the task on the executor directly, found through the
+//!   runtime's thread-local context: no lock, no atomic operation, no allocation
+//!   ([`super::wake_here`]);
 //! - anywhere else, looks the runtime up in the global table and pushes the key onto its
 //!   mutex-guarded queue, ringing its poller if it sleeps ([`super::remote`]).
 //!
 //! Nothing can dangle, because nothing is pointed at. A waker that outlives its task names a
-//! slot that is empty or holds a newer generation, and does nothing. One that outlives its
+//! slot that is empty or holds a newer generation, and does nothing (unless the slot has been
+//! reused 65 536 times since: then it polls the new task once for nothing). One that outlives its
 //! runtime names a free entry of the table, or, once the number is reused, a runtime that finds
-//! no such task or polls one once for nothing (a spurious wake, which every future tolerates).
+//! no such task or polls one once for nothing. A spurious poll is the worst case, and every
+//! future tolerates one.
 
 use std::task::{RawWaker, RawWakerVTable, Waker};
 
@@ -60,25 +63,25 @@ impl TaskId {
     }
 }
 
-static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, wake, drop);
+static VTABLE: RawWakerVTable = RawWakerVTable::new(clone_waker, wake_task, wake_task, drop_waker);
 
 fn raw_waker(word: usize) -> RawWaker {
     RawWaker::new(std::ptr::without_provenance(word), &VTABLE)
 }
 
-fn clone(data: *const ()) -> RawWaker {
+fn clone_waker(data: *const ()) -> RawWaker {
     raw_waker(data.addr())
 }
 
 /// Serves both `wake` and `wake_by_ref`: the waker owns nothing to release.
-fn wake(data: *const ()) {
+fn wake_task(data: *const ()) {
     let id = TaskId::from_word(data.addr());
     if !super::wake_here(id) {
         super::remote::wake(id);
     }
 }
 
-fn drop(_data: *const ()) {}
+fn drop_waker(_data: *const ()) {}
 
 #[cfg(test)]
 mod tests {

@@ -85,7 +85,9 @@ impl IoState {
         // What `take` left in the cell is an empty `Waiters` (`f` cannot reach this socket's
         // state: it only moves wakers, and cloning one runs no code that polls this socket).
         // Forgotten rather than dropped: its drop glue is an out-of-line call, twice per message.
-        std::mem::forget(self.waiters.replace(waiters));
+        let placeholder = self.waiters.replace(waiters);
+        debug_assert!(placeholder.is_empty(), "the waiters of fd {} changed while lent", self.fd);
+        std::mem::forget(placeholder);
         result
     }
 }

@@ -42,6 +42,11 @@ impl Waiters {
         }
     }
 
+    /// Whether no task waits, in either direction.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.reader.is_none() && self.writer.is_none() && self.more.is_none()
+    }
+
     #[cold]
     fn add_another(&mut self, dir: Direction, waker: &Waker) {
         let known = |w: &Waker| w.will_wake(waker);

@@ -2,9 +2,11 @@
 //! does (a clear panic, never a hang).
 
 use std::cell::{Cell, RefCell};
-use std::future::pending;
+use std::future::{pending, Future};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::util::{self, panic_message, run, watchdog, DropCounter, LIMIT};
@@ -222,6 +224,45 @@ fn a_runtime_keeps_its_tasks_and_sockets_across_block_on_calls() {
             util::read_to_end(&mut client, 64).await.unwrap()
         });
         assert_eq!(echoed, b"again");
+    });
+}
+
+/// A future whose destructor panics, after it has completed.
+struct DoneThenPanicOnDrop;
+
+impl Future for DoneThenPanicOnDrop {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
+        Poll::Ready(())
+    }
+}
+
+impl Drop for DoneThenPanicOnDrop {
+    fn drop(&mut self) {
+        panic!("destructor fails")
+    }
+}
+
+/// A task's destructor that panics unwinds `block_on` (the harness catches a panic in `poll`,
+/// not in `drop`). The task queued behind it in the same batch is still marked as queued, so no
+/// wake-up would queue it again: it must run in the next `block_on` all the same.
+#[test]
+fn a_panicking_destructor_strands_no_queued_task() {
+    watchdog(LIMIT, || {
+        let rt = mini::Runtime::new().unwrap();
+        let behind = RefCell::new(None);
+        let payload = catch_unwind(AssertUnwindSafe(|| {
+            rt.block_on(async {
+                mini::spawn(DoneThenPanicOnDrop);
+                *behind.borrow_mut() = Some(mini::spawn(async { 5 }));
+                pending::<()>().await
+            })
+        }))
+        .unwrap_err();
+        assert_eq!(panic_message(&*payload), "destructor fails");
+        let behind = behind.borrow_mut().take().expect("spawned before the panic");
+        assert_eq!(rt.block_on(behind).unwrap(), 5);
     });
 }
 

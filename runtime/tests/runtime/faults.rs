@@ -229,3 +229,37 @@ fn wake_up_storms_lose_no_task() {
         assert!((TASKS * 2..2 * WAKES_PER_THREAD).contains(&polls), "{polls} polls");
     });
 }
+
+/// Fault 10b: another thread keeps waking a task that has finished (its waker names a key the
+/// task table no longer holds). Those wake-ups find nothing to run, and must not keep the
+/// runtime from its timers: a 20 ms sleep ends in time.
+#[test]
+fn wakes_for_a_finished_task_do_not_starve_timers() {
+    let _turn = heavy_turn();
+    run(|| async {
+        // A task that hands out its own waker and finishes.
+        let (tx, rx) = std::sync::mpsc::channel();
+        mini::spawn(std::future::poll_fn(move |cx| {
+            tx.send(cx.waker().clone()).expect("the receiver waits");
+            std::task::Poll::Ready(())
+        }))
+        .await
+        .unwrap();
+        let waker = rx.recv().expect("the task sent its waker");
+        let stop = Arc::new(AtomicBool::new(false));
+        let storm = {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    waker.wake_by_ref();
+                }
+            })
+        };
+        let started = Instant::now();
+        sleep(Duration::from_millis(20)).await;
+        let took = started.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        storm.join().unwrap();
+        assert!(took < Duration::from_secs(2), "a 20 ms sleep took {took:?}");
+    });
+}
