@@ -5,9 +5,9 @@
 //! the runtime's number and the task's key ([`waker`]). Waking it on the runtime's own thread
 //! (the common case: the reactor dispatching an event, one task waking another) finds the
 //! executor through the runtime's thread-local context, sets `queued` and appends the key to
-//! the run queue, without a lock or an atomic operation. Waking it from
-//! another thread goes through a mutex-guarded queue and, if the runtime is asleep in the
-//! poller, rings the poller's notifier ([`remote`]).
+//! the run queue, without a lock or an atomic operation. Waking it from another thread goes
+//! through a mutex-guarded queue and, if the runtime is asleep in the poller, rings the
+//! poller's notifier ([`remote`]).
 //!
 //! [`Executor::block_on`] repeats three steps: poll the main future if it was woken; poll every
 //! task that was queued; then, if nothing is queued, sleep in the reactor until I/O, a timer or
