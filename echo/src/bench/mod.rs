@@ -181,7 +181,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .collect();
     let mut done = 0;
     for round in 1..=plan.rounds {
-        for entry in &mut entries {
+        for index in round_order(entries.len(), round) {
+            let entry = &mut entries[index];
             done += 1;
             let t = Instant::now();
             let outcome = run_point(&entry.server, entry.point, &plan, server_cpu, cgroup.as_ref());
@@ -380,6 +381,17 @@ fn connections(point: &Point) -> usize {
     }
 }
 
+/// The order in which round `round` (from 1) runs `count` entries: forwards in odd rounds,
+/// backwards in even ones. With a fixed order each server would always follow the same one and
+/// inherit whatever that one leaves behind in the machine (on this 2-core machine, the same
+/// three servers in two fixed orders put `mini` 2% and 8% above `epoll` at C = 1000); reversing
+/// every other round makes each server follow each neighbour equally often, and cancels a
+/// steady drift across a pair of rounds.
+fn round_order(count: usize, round: usize) -> impl Iterator<Item = usize> {
+    let forwards = round % 2 == 1;
+    (0..count).map(move |i| if forwards { i } else { count - 1 - i })
+}
+
 /// `git rev-parse --short HEAD`, with `-dirty` if tracked files have changed; None outside git.
 fn commit() -> Option<String> {
     let git =
@@ -430,5 +442,16 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
     match s.parse::<f64>() {
         Ok(secs) if secs > 0.0 && secs.is_finite() => Ok(Duration::from_secs_f64(secs)),
         _ => Err(format!("`{s}` is not a positive number of seconds")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rounds_alternate_direction() {
+        let order = |round| super::round_order(3, round).collect::<Vec<_>>();
+        assert_eq!(order(1), [0, 1, 2]);
+        assert_eq!(order(2), [2, 1, 0]);
+        assert_eq!(order(3), [0, 1, 2]);
     }
 }
