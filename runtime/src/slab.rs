@@ -21,8 +21,8 @@ pub(crate) struct Key {
 }
 
 impl Key {
-    /// A key no slot hands out (a slab would need 2^32 slots to reach its index): for a name
-    /// that must never match an entry.
+    /// A key no slot hands out (index u32::MAX is never used): for a name that must never
+    /// match an entry.
     pub(crate) const MAX: Key = Key { index: u32::MAX, generation: u16::MAX };
 
     pub(crate) fn to_u64(self) -> u64 {

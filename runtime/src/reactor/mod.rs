@@ -260,21 +260,19 @@ impl Reactor {
             state.read_closed.set(true);
         }
         state.with_waiters(|waiters| {
-            if event.readable {
-                ready.read = true;
-                let woken = waiters.take_all(Direction::Read, wakers);
-                if woken > 0 {
-                    log::trace!("reactor: waking the reader{} of fd {}", plural(woken), state.fd);
+            for (dir, now_ready) in
+                Direction::BOTH.into_iter().zip([event.readable, event.writable])
+            {
+                if !now_ready {
+                    continue;
                 }
-                waiting.read = false;
-            }
-            if event.writable {
-                ready.write = true;
-                let woken = waiters.take_all(Direction::Write, wakers);
+                dir.set(&mut ready, true);
+                let woken = waiters.take_all(dir, wakers);
                 if woken > 0 {
-                    log::trace!("reactor: waking the writer{} of fd {}", plural(woken), state.fd);
+                    let (who, s) = (dir.waiter(), plural(woken));
+                    log::trace!("reactor: waking the {who}{s} of fd {}", state.fd);
                 }
-                waiting.write = false;
+                dir.set(&mut waiting, false);
             }
         });
         state.ready.set(ready);

@@ -22,6 +22,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use super::{IoState, Reactor};
+use crate::sys::Interest;
 
 /// One direction of a socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,11 +32,30 @@ pub(crate) enum Direction {
 }
 
 impl Direction {
+    /// Both directions, reading first.
+    pub(crate) const BOTH: [Direction; 2] = [Direction::Read, Direction::Write];
+
     /// `read` or `write`, for trace output.
     pub(crate) fn verb(self) -> &'static str {
         match self {
             Direction::Read => "read",
             Direction::Write => "write",
+        }
+    }
+
+    /// `reader` or `writer`, for trace output.
+    pub(crate) fn waiter(self) -> &'static str {
+        match self {
+            Direction::Read => "reader",
+            Direction::Write => "writer",
+        }
+    }
+
+    /// Sets this direction's flag in `interest` (readiness, or where a task waits).
+    pub(crate) fn set(self, interest: &mut Interest, on: bool) {
+        match self {
+            Direction::Read => interest.read = on,
+            Direction::Write => interest.write = on,
         }
     }
 }
@@ -120,10 +140,7 @@ impl<T: AsRawFd> Source<T> {
     /// proved the kernel buffer empty (or full). The end of the stream is never forgotten.
     pub(crate) fn clear_ready(&self, dir: Direction) {
         let mut ready = self.state.ready.get();
-        match dir {
-            Direction::Read => ready.read = false,
-            Direction::Write => ready.write = false,
-        }
+        dir.set(&mut ready, false);
         self.state.ready.set(ready);
     }
 
@@ -144,10 +161,7 @@ impl<T: AsRawFd> Source<T> {
         state.with_waiters(|waiters| waiters.add(dir, cx.waker()));
         log::trace!("fd {}: {} would block; the task waits", state.fd, dir.verb());
         let mut waiting = state.waiting.get();
-        match dir {
-            Direction::Read => waiting.read = true,
-            Direction::Write => waiting.write = true,
-        }
+        dir.set(&mut waiting, true);
         self.reactor.set_waiting(state, waiting);
     }
 }
