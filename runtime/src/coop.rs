@@ -58,7 +58,7 @@ pub(crate) fn spend(cx: &Context<'_>) -> bool {
 
 #[cold]
 fn spent(cx: &Context<'_>) {
-    log::trace!("coop: task used its budget; it yields");
+    trace!("coop: task used its budget; it yields");
     note_yield();
     cx.waker().wake_by_ref();
 }

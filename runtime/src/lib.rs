@@ -61,6 +61,9 @@
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+#[macro_use]
+mod trace;
+
 mod coop;
 mod executor;
 mod reactor;

@@ -92,7 +92,7 @@ impl Future for Sleep {
         // The first poll, with the deadline still ahead: register.
         let reactor = crate::runtime::current("mini::time::sleep").reactor;
         let key = reactor.insert_timer(self.deadline, cx.waker().clone());
-        log::trace!("timer: task sleeps until {:?} from now", self.deadline - Instant::now());
+        trace!("timer: task sleeps until {:?} from now", self.deadline - Instant::now());
         self.registration = Some((reactor, key));
         Poll::Pending
     }

@@ -120,6 +120,6 @@ pub(crate) fn wake(id: TaskId) {
     let remote = runtimes().get(usize::from(id.runtime)).cloned().flatten();
     match remote {
         Some(remote) => remote.push(id.key),
-        None => log::trace!("executor: a wake-up for a dropped runtime is dropped"),
+        None => trace!("executor: a wake-up for a dropped runtime is dropped"),
     }
 }

@@ -63,7 +63,7 @@ impl TcpListener {
         let fd = self.source.get_ref().as_raw_fd();
         let (stream, peer) =
             std::task::ready!(self.source.poll_io(cx, Direction::Read, |_| socket::accept(fd)))?;
-        log::trace!("fd {fd}: accepted a connection from {peer}");
+        trace!("fd {fd}: accepted a connection from {peer}");
         Poll::Ready(Ok((TcpStream::from_nonblocking(stream)?, peer)))
     }
 

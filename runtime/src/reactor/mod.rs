@@ -71,30 +71,13 @@ pub(crate) struct IoState {
     /// Directions in which a task is waiting; kept in step with the poller's interest for the
     /// backends that track it (poll, select); unused with epoll.
     waiting: Cell<Interest>,
-    /// The tasks waiting to read and to write. A `Cell`, taken and put back (never borrowed):
-    /// no borrow flag, so that the state fits a line.
-    waiters: Cell<Waiters>,
-}
-
-impl IoState {
-    /// Lends the socket's waiters to `f`: taken out of their `Cell` and put back.
-    #[inline]
-    fn with_waiters<R>(&self, f: impl FnOnce(&mut Waiters) -> R) -> R {
-        let mut waiters = self.waiters.take();
-        let result = f(&mut waiters);
-        // What `take` left in the cell is an empty `Waiters` (`f` cannot reach this socket's
-        // state: it only moves wakers, and cloning one runs no code that polls this socket).
-        // Forgotten rather than dropped: its drop glue is an out-of-line call, twice per message.
-        let placeholder = self.waiters.replace(waiters);
-        debug_assert!(placeholder.is_empty(), "the waiters of fd {} changed while lent", self.fd);
-        std::mem::forget(placeholder);
-        result
-    }
+    /// The tasks waiting to read and to write.
+    waiters: Waiters,
 }
 
 impl std::fmt::Debug for IoState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The waiters are left out: a `Cell` does not lend its contents.
+        // The waiters are left out: their `Cell`s do not lend their contents.
         f.debug_struct("IoState")
             .field("fd", &self.fd)
             .field("key", &self.key)
@@ -183,7 +166,7 @@ impl Reactor {
         let mut events = self.events.borrow_mut();
         events.clear();
         self.dispatched.set(0);
-        log::trace!("reactor: waiting for events (timeout {timeout:?})");
+        trace!("reactor: waiting for events (timeout {timeout:?})");
         self.poller.wait(&mut events, timeout)
     }
 
@@ -216,18 +199,15 @@ impl Reactor {
         }
         for event in &events[start..end] {
             if event.token == NOTIFY_TOKEN {
-                log::trace!("reactor: woken by another thread");
+                trace!("reactor: woken by another thread");
                 self.notifier().reset();
                 continue;
             }
             let Some(state) = registry.get(Key::from_u64(event.token)) else {
-                log::trace!(
-                    "reactor: dropping event for a closed socket (token {:#x})",
-                    event.token
-                );
+                trace!("reactor: dropping event for a closed socket (token {:#x})", event.token);
                 continue;
             };
-            log::trace!(
+            trace!(
                 "reactor: fd {} is ready (read: {}, write: {})",
                 state.fd,
                 event.readable,
@@ -254,27 +234,21 @@ impl Reactor {
     }
 
     fn dispatch(&self, state: &IoState, event: &Event, wakers: &mut Vec<Waker>) {
-        let mut ready = state.ready.get();
-        let mut waiting = state.waiting.get();
         if event.read_closed {
             state.read_closed.set(true);
         }
-        state.with_waiters(|waiters| {
-            for (dir, now_ready) in
-                Direction::BOTH.into_iter().zip([event.readable, event.writable])
-            {
-                if !now_ready {
-                    continue;
-                }
-                dir.set(&mut ready, true);
-                let woken = waiters.take_all(dir, wakers);
-                if woken > 0 {
-                    let (who, s) = (dir.waiter(), plural(woken));
-                    log::trace!("reactor: waking the {who}{s} of fd {}", state.fd);
-                }
-                dir.set(&mut waiting, false);
-            }
-        });
+        let mut ready = state.ready.get();
+        let mut waiting = state.waiting.get();
+        if event.readable {
+            ready.read = true;
+            waiting.read = false;
+            take_waiters(state, Direction::Read, wakers);
+        }
+        if event.writable {
+            ready.write = true;
+            waiting.write = false;
+            take_waiters(state, Direction::Write, wakers);
+        }
         state.ready.set(ready);
         self.set_waiting(state, waiting);
     }
@@ -309,7 +283,7 @@ impl Reactor {
                 ready: Cell::new(all),
                 read_closed: Cell::new(false),
                 waiting: Cell::new(Interest::default()),
-                waiters: Cell::default(),
+                waiters: Waiters::default(),
             });
             state = Some(s.clone());
             s
@@ -318,7 +292,7 @@ impl Reactor {
             registry.remove(key);
             return Err(e);
         }
-        log::trace!("reactor: registered fd {fd} as token {:#x}", key.to_u64());
+        trace!("reactor: registered fd {fd} as token {:#x}", key.to_u64());
         Ok(state.expect("insert_with called its closure"))
     }
 
@@ -327,7 +301,7 @@ impl Reactor {
             log::error!("mini: cannot stop watching fd {}: {e}", state.fd);
         }
         self.registry.borrow_mut().remove(state.key);
-        log::trace!("reactor: deregistered fd {}", state.fd);
+        trace!("reactor: deregistered fd {}", state.fd);
     }
 
     pub(crate) fn insert_timer(&self, deadline: Instant, waker: Waker) -> TimerKey {
@@ -345,6 +319,15 @@ impl Reactor {
 
     pub(crate) fn remove_timer(&self, key: TimerKey) {
         self.timers.borrow_mut().remove(key);
+    }
+}
+
+/// Moves the wakers of the tasks waiting on `state` in `dir` (now ready) to `wakers`.
+#[inline]
+fn take_waiters(state: &IoState, dir: Direction, wakers: &mut Vec<Waker>) {
+    let woken = state.waiters.take_all(dir, wakers);
+    if woken > 0 {
+        trace!("reactor: waking the {}{} of fd {}", dir.waiter(), plural(woken), state.fd);
     }
 }
 

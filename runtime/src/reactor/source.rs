@@ -32,9 +32,6 @@ pub(crate) enum Direction {
 }
 
 impl Direction {
-    /// Both directions, reading first.
-    pub(crate) const BOTH: [Direction; 2] = [Direction::Read, Direction::Write];
-
     /// `read` or `write`, for trace output.
     pub(crate) fn verb(self) -> &'static str {
         match self {
@@ -158,8 +155,8 @@ impl<T: AsRawFd> Source<T> {
     #[inline(never)]
     fn wait(&self, cx: &mut Context<'_>, dir: Direction) {
         let state = &self.state;
-        state.with_waiters(|waiters| waiters.add(dir, cx.waker()));
-        log::trace!("fd {}: {} would block; the task waits", state.fd, dir.verb());
+        state.waiters.add(dir, cx.waker());
+        trace!("fd {}: {} would block; the task waits", state.fd, dir.verb());
         let mut waiting = state.waiting.get();
         dir.set(&mut waiting, true);
         self.reactor.set_waiting(state, waiting);

@@ -9,17 +9,25 @@
 //! others go to lists that cost one pointer for both directions until a second task waits:
 //! the socket's whole state then fits one cache line (see `IoState`).
 
+use std::cell::Cell;
 use std::task::Waker;
 
 use super::Direction;
 
+/// The further readers and writers, in that order.
+type Overflow = Box<[Vec<Waker>; 2]>;
+
 /// See the module docs.
-#[derive(Debug, Default)]
+///
+/// Each field is a `Cell`, whose contents are moved in and out, never borrowed: no borrow flag,
+/// so that the socket's state fits a line, and no need to move the whole struct out and back
+/// to change one slot (the reactor changes one per event).
+#[derive(Default)]
 pub(crate) struct Waiters {
-    reader: Option<Waker>,
-    writer: Option<Waker>,
-    /// The further readers and writers, in that order. Boxed: one pointer while unused.
-    more: Option<Box<[Vec<Waker>; 2]>>,
+    reader: Cell<Option<Waker>>,
+    writer: Cell<Option<Waker>>,
+    /// Boxed: one pointer while unused.
+    more: Cell<Option<Overflow>>,
 }
 
 impl Waiters {
@@ -32,41 +40,52 @@ impl Waiters {
     /// list: an evicted waiter woken to make room would come back and evict another, a busy
     /// loop as soon as more tasks wait than the bound allows.
     #[inline]
-    pub(crate) fn add(&mut self, dir: Direction, waker: &Waker) {
-        let overflow = self.more.is_some();
+    pub(crate) fn add(&self, dir: Direction, waker: &Waker) {
         let first = self.first(dir);
-        match first {
-            None if !overflow => *first = Some(waker.clone()),
-            Some(known) if known.will_wake(waker) => {}
-            _ => self.add_another(dir, waker),
+        match first.take() {
+            None if !self.overflowing() => first.set(Some(waker.clone())),
+            Some(known) if known.will_wake(waker) => first.set(Some(known)),
+            other => {
+                first.set(other);
+                self.add_another(dir, waker);
+            }
         }
     }
 
-    /// Whether no task waits, in either direction.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.reader.is_none() && self.writer.is_none() && self.more.is_none()
+    /// Whether the overflow lists are in use (a second task waited in some direction).
+    fn overflowing(&self) -> bool {
+        let more = self.more.take();
+        let overflowing = more.is_some();
+        self.more.set(more);
+        overflowing
     }
 
     #[cold]
-    fn add_another(&mut self, dir: Direction, waker: &Waker) {
+    fn add_another(&self, dir: Direction, waker: &Waker) {
         let known = |w: &Waker| w.will_wake(waker);
-        let in_more = self.more.as_ref().is_some_and(|more| more[index(dir)].iter().any(known));
-        if in_more || self.first(dir).as_ref().is_some_and(known) {
-            return;
-        }
-        match self.first(dir) {
-            None => *self.first(dir) = Some(waker.clone()),
-            Some(_) => self.more.get_or_insert_default()[index(dir)].push(waker.clone()),
-        }
+        let first = self.first(dir).take();
+        let mut more = self.more.take();
+        let in_more = more.as_ref().is_some_and(|more| more[index(dir)].iter().any(known));
+        let first = match first {
+            first if in_more => first,
+            None => Some(waker.clone()),
+            Some(w) if known(&w) => Some(w),
+            Some(w) => {
+                more.get_or_insert_default()[index(dir)].push(waker.clone());
+                Some(w)
+            }
+        };
+        self.first(dir).set(first);
+        self.more.set(more);
     }
 
     /// Moves the wakers of every task waiting in `dir` into `out` (the socket is ready that
     /// way: all of them should look) and says how many there were.
     #[inline]
-    pub(crate) fn take_all(&mut self, dir: Direction, out: &mut Vec<Waker>) -> usize {
+    pub(crate) fn take_all(&self, dir: Direction, out: &mut Vec<Waker>) -> usize {
         // Small enough to inline into the reactor, which calls it for every event: no waiter or
         // one is the rule.
-        if self.more.is_some() {
+        if self.overflowing() {
             return self.take_many(dir, out);
         }
         match self.first(dir).take() {
@@ -79,22 +98,24 @@ impl Waiters {
     }
 
     #[cold]
-    fn take_many(&mut self, dir: Direction, out: &mut Vec<Waker>) -> usize {
+    fn take_many(&self, dir: Direction, out: &mut Vec<Waker>) -> usize {
         let before = out.len();
         out.extend(self.first(dir).take());
-        if let Some(more) = &mut self.more {
-            out.append(&mut more[index(dir)]);
-            if more.iter().all(Vec::is_empty) {
-                self.more = None;
+        let mut more = self.more.take();
+        if let Some(lists) = &mut more {
+            out.append(&mut lists[index(dir)]);
+            if lists.iter().all(Vec::is_empty) {
+                more = None;
             }
         }
+        self.more.set(more);
         out.len() - before
     }
 
-    fn first(&mut self, dir: Direction) -> &mut Option<Waker> {
+    fn first(&self, dir: Direction) -> &Cell<Option<Waker>> {
         match dir {
-            Direction::Read => &mut self.reader,
-            Direction::Write => &mut self.writer,
+            Direction::Read => &self.reader,
+            Direction::Write => &self.writer,
         }
     }
 }
@@ -121,7 +142,7 @@ mod tests {
     #[test]
     fn each_task_is_kept_once_per_direction_and_all_are_taken() {
         let (a, b) = (Waker::from(Arc::new(Nop)), Waker::from(Arc::new(Nop)));
-        let mut waiters = Waiters::default();
+        let waiters = Waiters::default();
         for waker in [&a, &b, &a, &b] {
             waiters.add(Direction::Read, waker);
         }
@@ -138,6 +159,6 @@ mod tests {
         assert!((2..=4).contains(&taken), "{taken}");
         assert_eq!(waiters.take_all(Direction::Read, &mut out), 0, "taking empties the list");
         assert_eq!(waiters.take_all(Direction::Write, &mut out), 1, "the other direction kept");
-        assert!(waiters.more.is_none(), "the overflow lists are freed once empty");
+        assert!(!waiters.overflowing(), "the overflow lists are freed once empty");
     }
 }
