@@ -21,7 +21,10 @@ type Overflow = Box<[Vec<Waker>; 2]>;
 ///
 /// Each field is a `Cell`, whose contents are moved in and out, never borrowed: no borrow flag,
 /// so that the socket's state fits a line, and no need to move the whole struct out and back
-/// to change one slot (the reactor changes one per event).
+/// to change one slot (the reactor changes one per event). While a slot is out, a waker may be
+/// cloned; that must not add a waiter to this socket, or putting the slot back would drop it.
+/// No waker does such a thing (`mini`'s copies a number; others bump a count), and a debug
+/// build checks it.
 #[derive(Default)]
 pub(crate) struct Waiters {
     reader: Cell<Option<Waker>>,
@@ -43,10 +46,10 @@ impl Waiters {
     pub(crate) fn add(&self, dir: Direction, waker: &Waker) {
         let first = self.first(dir);
         match first.take() {
-            None if !self.overflowing() => first.set(Some(waker.clone())),
-            Some(known) if known.will_wake(waker) => first.set(Some(known)),
+            None if !self.overflowing() => put_back(first, Some(waker.clone())),
+            Some(known) if known.will_wake(waker) => put_back(first, Some(known)),
             other => {
-                first.set(other);
+                put_back(first, other);
                 self.add_another(dir, waker);
             }
         }
@@ -75,8 +78,8 @@ impl Waiters {
                 Some(w)
             }
         };
-        self.first(dir).set(first);
-        self.more.set(more);
+        put_back(self.first(dir), first);
+        put_back(&self.more, more);
     }
 
     /// Moves the wakers of every task waiting in `dir` into `out` (the socket is ready that
@@ -118,6 +121,13 @@ impl Waiters {
             Direction::Write => &self.writer,
         }
     }
+}
+
+/// Puts a slot's contents back into its emptied `Cell`, checking (in debug builds) that
+/// nothing was put there meanwhile (see [`Waiters`]).
+fn put_back<T>(cell: &Cell<Option<T>>, value: Option<T>) {
+    let meanwhile = cell.replace(value);
+    debug_assert!(meanwhile.is_none(), "a waiter was added while its slot was out");
 }
 
 fn index(dir: Direction) -> usize {
