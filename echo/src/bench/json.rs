@@ -9,6 +9,7 @@
 //! JSON is written by hand: the objects are flat, and a 60-line writer beats a dependency.
 
 use super::report::{self, Entry, Figures, IdleFigures, LoadFigures, Meta, Point};
+use super::stats;
 
 /// One JSON object per entry, each line with the figures (medians), the per-round throughput and
 /// CPU per message or RSS, the errors and the run's metadata.
@@ -44,10 +45,7 @@ pub fn lines(meta: &Meta, entries: &[Entry]) -> String {
                 o.nums("server_cpu_per_msg_us_by_round", by_round);
                 // Against the raw epoll loop, round by round (see `report::cpu_ratios`).
                 let ratios = report::ratios_to_baseline(entries, e);
-                o.num(
-                    "server_cpu_per_msg_vs_epoll",
-                    ratios.map(|r| report::median_quartiles(&r).0),
-                );
+                o.num("server_cpu_per_msg_vs_epoll", ratios.map(|r| stats::median(r.into_iter())));
             }
             Point::Idle { connections } => {
                 let f = e.idle();

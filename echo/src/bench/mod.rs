@@ -36,6 +36,7 @@ mod load;
 mod measure;
 mod report;
 mod server;
+mod stats;
 
 use std::fs;
 use std::path::PathBuf;
