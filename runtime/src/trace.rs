@@ -1,4 +1,4 @@
-//! [`trace!`]: the runtime's narration, kept out of the way of its hot paths.
+//! `trace!`: the runtime's narration, kept out of the way of its hot paths.
 //!
 //! The runtime reports each step (a wait, an event, a wake-up, a poll) at trace level, for
 //! whoever wants to watch it work. `log::trace!` builds its message's arguments inline, behind
@@ -16,7 +16,7 @@ macro_rules! trace {
     };
 }
 
-/// Runs `f`, out of line: the rare path of [`trace!`].
+/// Runs `f`, out of line: the rare path of `trace!`.
 #[cold]
 #[inline(never)]
 pub(crate) fn cold(f: impl FnOnce()) {

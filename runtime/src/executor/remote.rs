@@ -2,11 +2,11 @@
 //! mutex-guarded queue of keys.
 //!
 //! A waker carries only numbers, its runtime's and its task's (see [`super::waker`]). Woken on a
-//! thread that is
-//! not running that runtime, it finds the runtime's [`Remote`] half in [`RUNTIMES`], pushes the
-//! task's key, and, if the runtime is asleep in its poller, rings the poller's notifier. The
-//! executor moves the keys to its own queue at the top of every loop. This path is rare (a
-//! thread pool finishing a job, a channel fed from another thread); the lock is fine here.
+//! thread that is not running that runtime, it finds the runtime's [`Remote`] half in
+//! [`RUNTIMES`], pushes the task's key, and, if the runtime is asleep in its poller, rings the
+//! poller's notifier. The executor moves the keys to its own queue at the top of every loop.
+//! This path is rare (a thread pool finishing a job, a channel fed from another thread); the
+//! lock is fine here.
 
 use std::collections::{HashSet, VecDeque};
 use std::io;
