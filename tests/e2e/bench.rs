@@ -1,7 +1,7 @@
 //! `echo bench`: a tiny run writes its table and one JSON line per point; a point that fails is
 //! reported while the others still run; an unknown server name is refused up front; `--server-cpu`
 //! caps the servers in a cgroup (where cgroups are writable) and refuses a percentage out of
-//! 1..=100.
+//! 1..=100; `--slice` runs the servers of a load point together, in turns, and refuses `spin`.
 //!
 //! The runs are kept to a second or two of measuring (`--duration 0.3`, one round, a handful of
 //! connections): these tests check the plumbing, not the figures.
@@ -112,6 +112,40 @@ fn a_failed_point_is_reported_and_the_others_still_run() {
     let epoll = find(&lines, "load", "epoll");
     assert!(epoll["msgs_per_s"].as_f64().is_some_and(|m| m > 0.0), "{epoll}");
     assert!(read(&out.0.join("results.md")).contains("## Errors"));
+}
+
+#[test]
+fn sliced_servers_take_turns_and_each_gets_its_own_figures() {
+    let out = OutDir::new("sliced");
+    let args = ["bench", "--servers", "mini,epoll", "--connections", "3", "--sizes", "64"];
+    let rest = ["--duration", "0.3", "--rounds", "2", "--idle", "0", "--slice", "20"];
+    let done = run(&[&args[..], &rest[..], &["--out", out.path()]].concat(), b"");
+    assert!(done.status.success(), "{}", done.describe());
+
+    let lines = out.json_lines();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for server in ["mini", "epoll"] {
+        let load = find(&lines, "load", server);
+        assert_eq!(load["slice_ms"], 20, "{load}");
+        assert_eq!(load["errors"].as_array().map(Vec::len), Some(0), "{load}");
+        // Each server had its own turns: its own messages and CPU, in both rounds.
+        let by_round = load["server_cpu_per_msg_us_by_round"].as_array().expect("by round");
+        assert_eq!(by_round.len(), 2, "{load}");
+        assert!(by_round.iter().all(|r| r.as_f64().is_some_and(|us| us > 0.0)), "{load}");
+        assert!(load["messages"].as_f64().is_some_and(|m| m > 0.0), "{load}");
+    }
+    let table = read(&out.0.join("results.md"));
+    assert!(table.contains("every 20 ms"), "{table}");
+    assert!(done.stderr.contains("[4/4]"), "no progress lines: {}", done.stderr);
+}
+
+#[test]
+fn slicing_refuses_the_spinning_server() {
+    let out = OutDir::new("sliced-spin");
+    let done = run(&["bench", "--servers", "spin,mini", "--slice", "50", "--out", out.path()], b"");
+    assert_eq!(done.status.code(), Some(1), "{}", done.describe());
+    assert!(done.stderr.contains("--slice cannot include `spin`"), "{}", done.describe());
+    assert!(!out.0.exists(), "nothing should be written");
 }
 
 #[test]

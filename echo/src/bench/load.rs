@@ -37,12 +37,16 @@
 //!    the end of the interval are reported as *starved*.
 //! 3. Measure: CPU times and counts are taken at both ends of the interval.
 //! 4. Stop: no new messages; the replies in flight are still received and checked.
+//!
+//! With `--slice`, [`super::interleave`] runs the servers' connections together and reuses
+//! these phases, adding a pause: a paused connection finishes the messages it has in flight,
+//! begins no new one, and waits to be resumed.
 
 use std::cell::{Cell, RefCell};
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use futures_io::{AsyncRead, AsyncWrite};
@@ -101,7 +105,7 @@ pub fn run(server: &mut Server, spec: &Spec) -> Result<LoadFigures, String> {
 }
 
 /// What every connection task of one run shares with the others and with the control task.
-struct Shared {
+pub(super) struct Shared {
     size: usize,
     pipeline: usize,
     /// Pseudo-random bytes; message `m` is `pattern[m % PERIOD..][..size]`.
@@ -109,9 +113,18 @@ struct Shared {
     /// Where replies are read into, by one task at a time.
     scratch: RefCell<Box<[u8]>>,
     /// Inside the measured interval: count messages and record latencies.
-    measuring: Cell<bool>,
+    pub(super) measuring: Cell<bool>,
     /// Begin no new message; finish those in flight and end.
     stopping: Cell<bool>,
+    /// Begin no new message; finish those in flight and wait for [`Shared::resume`] (the
+    /// load moves to another server, see [`super::interleave`]).
+    paused: Cell<bool>,
+    /// The wakers of the connections waiting for [`Shared::resume`].
+    parked: RefCell<Vec<Waker>>,
+    /// Messages begun (their first byte stamped) and not yet fully answered.
+    in_flight: Cell<u64>,
+    /// The control task waiting in [`Shared::drained`] for `in_flight` to reach zero.
+    drain_waiter: RefCell<Option<Waker>>,
     /// Messages completed inside the measured interval.
     messages: Cell<u64>,
     /// Latencies (ns) of those messages.
@@ -125,7 +138,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn new(spec: &Spec) -> Shared {
+    pub(super) fn new(spec: &Spec) -> Shared {
         // xorshift64: cheap, deterministic, and no byte pattern a server could fake by accident.
         let mut x = 0x9e37_79b9_7f4a_7c15_u64;
         let pattern = (0..spec.size + PERIOD)
@@ -143,6 +156,10 @@ impl Shared {
             scratch: RefCell::new(vec![0; SCRATCH].into()),
             measuring: Cell::new(false),
             stopping: Cell::new(false),
+            paused: Cell::new(false),
+            parked: RefCell::new(Vec::new()),
+            in_flight: Cell::new(0),
+            drain_waiter: RefCell::new(None),
             messages: Cell::new(0),
             // 1 ns to 100 s at 3 significant digits: about 200 KiB, allocated once.
             latency: RefCell::new(Histogram::new_with_bounds(1, 100_000_000_000, 3).unwrap()),
@@ -158,10 +175,48 @@ impl Shared {
 
     fn fail(&self, why: String) {
         self.failure.borrow_mut().get_or_insert(why);
+        // A failed connection may owe a message for ever: a waiting drain must see the failure.
+        self.wake_drain_waiter();
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn wake_drain_waiter(&self) {
+        if let Some(waker) = self.drain_waiter.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    /// Stops the connections beginning new messages; see [`drained`](Self::drained).
+    pub(super) fn pause(&self) {
+        self.paused.set(true);
+    }
+
+    /// Lets the paused connections go on.
+    pub(super) fn resume(&self) {
+        self.paused.set(false);
+        for waker in self.parked.borrow_mut().drain(..) {
+            waker.wake();
+        }
+    }
+
+    /// Ready once no message is in flight (after [`pause`](Self::pause)), or a connection has
+    /// failed (the error is then in [`check`](Self::check)).
+    pub(super) fn drained(&self) -> impl Future<Output = ()> + '_ {
+        poll_fn(|cx| {
+            if self.in_flight.get() == 0 || self.failure.borrow().is_some() {
+                return Poll::Ready(());
+            }
+            *self.drain_waiter.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+    }
+
+    pub(super) fn check(&self) -> Result<(), String> {
         self.failure.borrow().clone().map_or(Ok(()), Err)
+    }
+
+    /// Connections that have had no reply yet.
+    pub(super) fn starved(&self, spec: &Spec) -> usize {
+        spec.connections - self.answered.get()
     }
 }
 
@@ -171,6 +226,33 @@ async fn drive(
     spec: &Spec,
     shared: &Rc<Shared>,
 ) -> Result<LoadFigures, String> {
+    open(server, spec, shared).await?;
+    watch(server, shared, spec.warmup).await?;
+
+    // 3. Measure: snapshot CPU times, count, snapshot again.
+    let pid = server.pid();
+    let (server0, load0, t0) = (server_cpu(pid)?, measure::thread_cpu(), Instant::now());
+    shared.measuring.set(true);
+    watch(server, shared, spec.duration).await?;
+    shared.measuring.set(false);
+    let interval = Interval {
+        server_cpu: server_cpu(pid)?.saturating_sub(server0),
+        load_cpu: measure::thread_cpu().saturating_sub(load0),
+        wall: t0.elapsed(),
+    };
+    let (rss, starved) = (server_rss(pid)?, shared.starved(spec));
+
+    finish(server, shared, spec).await?;
+    figures(shared, spec, &interval, rss, starved)
+}
+
+/// Phases 1 and 2 up to the warm-up: opens the connections to `server` (each starts its loop
+/// at once) and waits until each has had a reply, or FIRST_REPLY_WAIT has passed.
+pub(super) async fn open(
+    server: &mut Server,
+    spec: &Spec,
+    shared: &Rc<Shared>,
+) -> Result<(), String> {
     // 1. Open the connections; each starts sending as soon as it is open.
     let addr = server.addr();
     for id in 0..spec.connections {
@@ -186,33 +268,28 @@ async fn drive(
         mini::spawn(conn.run());
     }
 
-    // 2. Warm up, unmeasured, once every connection has had its first reply: a server may
-    //    take a while to accept them all, and that is not what the interval measures. But a
-    //    server may also starve some connections for good (`threaded`'s accepting thread gets
-    //    1/C of the core): after FIRST_REPLY_WAIT, go on and count them.
+    // 2. The warm-up, unmeasured, begins once every connection has had its first reply: a
+    //    server may take a while to accept them all, and that is not what the interval
+    //    measures. But a server may also starve some connections for good (`threaded`'s
+    //    accepting thread gets 1/C of the core): after FIRST_REPLY_WAIT, go on and count them.
     let first = Instant::now();
     while shared.answered.get() < spec.connections && first.elapsed() < FIRST_REPLY_WAIT {
         watch(server, shared, CHECK_EVERY).await?;
     }
-    watch(server, shared, spec.warmup).await?;
+    Ok(())
+}
 
-    // 3. Measure: snapshot CPU times, count, snapshot again.
-    let pid = server.pid();
-    let cpu =
-        || measure::process_cpu(pid).map_err(|e| format!("cannot read the server's CPU: {e}"));
-    let (server0, load0, t0) = (cpu()?, measure::thread_cpu(), Instant::now());
-    shared.measuring.set(true);
-    watch(server, shared, spec.duration).await?;
-    shared.measuring.set(false);
-    let (server1, load1, wall) = (cpu()?, measure::thread_cpu(), t0.elapsed());
-    let rss = measure::rss_kib(pid).map_err(|e| format!("cannot read the server's RSS: {e}"))?;
-    let starved = spec.connections - shared.answered.get();
-
-    // 4. Stop: every connection finishes its messages in flight (their replies are checked too),
-    //    except the starved ones, which are left to the runtime's drop.
+/// Phase 4: no new messages; every connection finishes its messages in flight (their replies
+/// are checked too), except the starved ones, which are left to the runtime's drop.
+pub(super) async fn finish(
+    server: &mut Server,
+    shared: &Shared,
+    spec: &Spec,
+) -> Result<(), String> {
     shared.stopping.set(true);
+    shared.resume();
     let drained = Instant::now();
-    let owing = || shared.running.get().saturating_sub(spec.connections - shared.answered.get());
+    let owing = || shared.running.get().saturating_sub(shared.starved(spec));
     while owing() > 0 {
         shared.check()?;
         server.check()?;
@@ -225,16 +302,32 @@ async fn drive(
         sleep(Duration::from_millis(5)).await;
     }
     // A connection that failed while draining is no longer running: its error is here.
-    shared.check()?;
+    shared.check()
+}
 
+/// What a measured interval cost: the server's and the load generator's CPU, and wall time.
+pub(super) struct Interval {
+    pub(super) server_cpu: Duration,
+    pub(super) load_cpu: Duration,
+    pub(super) wall: Duration,
+}
+
+/// The figures of a run whose measured interval cost `interval`, from what `shared` counted.
+pub(super) fn figures(
+    shared: &Shared,
+    spec: &Spec,
+    interval: &Interval,
+    rss_kib: u64,
+    starved: usize,
+) -> Result<LoadFigures, String> {
     let messages = shared.messages.get();
+    let secs = interval.wall.as_secs_f64();
     if messages == 0 {
-        return Err(format!("no reply completed in {:.1} s", wall.as_secs_f64()));
+        return Err(format!("no reply completed in {secs:.1} s"));
     }
     let latency = shared.latency.borrow();
     let quantile_us = |q: f64| latency.value_at_quantile(q) as f64 / 1e3;
-    let secs = wall.as_secs_f64();
-    let server_cpu = server1.saturating_sub(server0).as_secs_f64();
+    let server_cpu = interval.server_cpu.as_secs_f64();
     Ok(LoadFigures {
         messages: messages as f64,
         msgs_per_s: messages as f64 / secs,
@@ -244,15 +337,29 @@ async fn drive(
         p999_us: quantile_us(0.999),
         server_cpu_per_msg_us: server_cpu / messages as f64 * 1e6,
         server_busy: server_cpu / secs,
-        server_rss_kib: rss as f64,
-        load_busy: load1.saturating_sub(load0).as_secs_f64() / secs,
+        server_rss_kib: rss_kib as f64,
+        load_busy: interval.load_cpu.as_secs_f64() / secs,
         starved: starved as f64,
     })
 }
 
+/// The server's CPU time so far, all threads.
+pub(super) fn server_cpu(pid: u32) -> Result<Duration, String> {
+    measure::process_cpu(pid).map_err(|e| format!("cannot read the server's CPU: {e}"))
+}
+
+/// The server's resident memory now.
+pub(super) fn server_rss(pid: u32) -> Result<u64, String> {
+    measure::rss_kib(pid).map_err(|e| format!("cannot read the server's RSS: {e}"))
+}
+
 /// Lets the connections run for `period`, returning early with the error if one of them failed
 /// or the server died.
-async fn watch(server: &mut Server, shared: &Shared, period: Duration) -> Result<(), String> {
+pub(super) async fn watch(
+    server: &mut Server,
+    shared: &Shared,
+    period: Duration,
+) -> Result<(), String> {
     let end = Instant::now() + period;
     loop {
         shared.check()?;
@@ -316,10 +423,12 @@ impl Conn {
 
             // 1. Write: finish the message begun, or begin one if the pipeline has room.
             let room = self.sent - self.done < shared.pipeline as u64;
-            if self.write_pos > 0 || (room && !shared.stopping.get()) {
+            let may_begin = !shared.stopping.get() && !shared.paused.get();
+            if self.write_pos > 0 || (room && may_begin) {
                 if !self.stamped {
                     self.began[(self.sent % shared.pipeline as u64) as usize] = Instant::now();
                     self.stamped = true;
+                    shared.in_flight.set(shared.in_flight.get() + 1);
                 }
                 let rest = &shared.message(self.sent)[self.write_pos..];
                 match Pin::new(&mut self.stream).poll_write(cx, rest) {
@@ -365,10 +474,15 @@ impl Conn {
                 }
             }
 
-            // 3. Done, or wait for the socket (the reactor holds our waker for each direction
-            //    that returned Pending).
-            if shared.stopping.get() && self.sent == self.done && self.write_pos == 0 {
+            // 3. Done, paused with nothing owed, or wait for the socket (the reactor holds our
+            //    waker for each direction that returned Pending).
+            let idle = self.sent == self.done && self.write_pos == 0;
+            if shared.stopping.get() && idle {
                 return Poll::Ready(Ok(()));
+            }
+            if shared.paused.get() && idle {
+                shared.parked.borrow_mut().push(cx.waker().clone());
+                return Poll::Pending;
             }
             if !progressed {
                 return Poll::Pending;
@@ -401,6 +515,10 @@ impl Conn {
                     shared.answered.set(shared.answered.get() + 1);
                 }
                 (self.done, self.read_pos) = (self.done + 1, 0);
+                shared.in_flight.set(shared.in_flight.get() - 1);
+                if shared.in_flight.get() == 0 {
+                    shared.wake_drain_waiter();
+                }
             }
         }
         Ok(())

@@ -13,7 +13,9 @@
 //!
 //! Rounds are interleaved (round 1 of every server, then round 2, ...), so that a disturbance of
 //! the machine hits one round of several servers rather than every round of one; each figure
-//! reported is the median over the rounds. A point that fails (the server does not start, dies,
+//! reported is the median over the rounds. With `--slice MS`, a load point goes further: all its
+//! servers run at once and the load moves between them every MS milliseconds, so that they are
+//! measured over the same seconds ([`interleave`]). A point that fails (the server does not start, dies,
 //! or breaks a connection or a reply) is reported as failed, the bench goes on with the others,
 //! and exits non-zero at the end. [`report`] writes the Markdown table, [`json`] the JSON lines,
 //! [`chart`] the SVG charts, [`measure`] reads `/proc` and `getrusage`.
@@ -31,6 +33,7 @@
 mod cgroup;
 mod chart;
 mod idle;
+mod interleave;
 mod json;
 mod load;
 mod measure;
@@ -97,6 +100,14 @@ pub struct BenchArgs {
     #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
     server_cpu: Option<u8>,
 
+    /// Run all the servers of a load point at once and move the load from one to the next
+    /// every MS milliseconds, forwards then backwards, so that all are measured over the same
+    /// seconds: the machine's drifts then cancel in their ratios (see docs/benchmarks.md).
+    /// Each server still gets --duration seconds of load per round. Not with `spin`, which
+    /// would burn the shared core while it waits for its turn [default: one server at a time].
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=10_000))]
+    slice: Option<u64>,
+
     /// Directory for results.md, results.jsonl and the SVG charts.
     #[arg(long, value_name = "DIR", default_value = "docs/bench")]
     out: PathBuf,
@@ -120,6 +131,8 @@ struct Plan {
     pipeline: usize,
     /// The cap on each server's CPU, in percent of one core; None: no cap.
     server_cpu: Option<u8>,
+    /// `--slice`: load points run every server at once, in turns of this length.
+    slice: Option<Duration>,
     out: PathBuf,
 }
 
@@ -147,7 +160,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         _ => (None, "not pinned (one CPU: server and load generator share it)".to_owned()),
     };
     let limit = measure::raise_open_files_limit().context("cannot raise the open-files limit")?;
-    let needed = plan.points.iter().map(connections).max().unwrap_or(0) as u64 + 64;
+    let needed =
+        plan.points.iter().map(|p| plan.connections_at_once(p)).max().unwrap_or(0) as u64 + 64;
     if needed > limit {
         bail!("this matrix needs about {needed} descriptors, but the open-files limit is {limit}");
     }
@@ -183,16 +197,36 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut done = 0;
     for round in 1..=plan.rounds {
         for index in round_order(entries.len(), round) {
-            let entry = &mut entries[index];
-            done += 1;
+            let entry = &entries[index];
+            let together = plan.slice.is_some() && matches!(entry.point, Point::Load { .. });
+            if together && entry.rounds.len() == round {
+                continue; // run already, with the first of its servers
+            }
             let t = Instant::now();
-            let outcome = run_point(&entry.server, entry.point, &plan, server_cpu, cgroup.as_ref());
-            let (name, point, took) = (&entry.server, entry.point, t.elapsed().as_secs_f64());
-            eprintln!(
-                "[{done}/{total}] {name} {point} round {round}: {} ({took:.1} s)",
-                summary(&outcome, plan.server_cpu)
-            );
-            entry.rounds.push(outcome);
+            let outcomes = if together {
+                let point = entry.point;
+                let order: Vec<usize> = round_order(plan.servers.len(), round).collect();
+                let names: Vec<&str> = order.iter().map(|&i| plan.servers[i].as_str()).collect();
+                let outcomes = run_together(&names, point, &plan, server_cpu, cgroup.as_ref());
+                let indexes = order.iter().map(|&i| i * plan.points.len() + index_of(&plan, point));
+                indexes.zip(outcomes).collect()
+            } else {
+                let outcome =
+                    run_point(&entry.server, entry.point, &plan, server_cpu, cgroup.as_ref());
+                vec![(index, outcome)]
+            };
+            let took = t.elapsed().as_secs_f64();
+            for (index, outcome) in outcomes {
+                let entry = &mut entries[index];
+                done += 1;
+                eprintln!(
+                    "[{done}/{total}] {} {} round {round}: {} ({took:.1} s)",
+                    entry.server,
+                    entry.point,
+                    summary(&outcome, plan.server_cpu)
+                );
+                entry.rounds.push(outcome);
+            }
         }
     }
     eprintln!("bench: done in {}", minutes(started.elapsed()));
@@ -210,6 +244,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         rounds: plan.rounds,
         pipeline: plan.pipeline,
         server_cpu_percent: plan.server_cpu,
+        slice_ms: plan.slice.map(|d| d.as_millis() as u64),
     };
     let markdown = report::markdown(&meta, &entries);
     print!("{markdown}");
@@ -251,6 +286,50 @@ fn run_point(
         Err(dead) => format!("{dead} ({e})"),
         Ok(()) => e,
     })
+}
+
+/// One round of a load point on every server in `names` at once, in turns (`--slice`): each
+/// server's outcome, in the order of `names`. A failure fails the point for all of them.
+fn run_together(
+    names: &[&str],
+    point: Point,
+    plan: &Plan,
+    cpu: Option<usize>,
+    cgroup: Option<&Cgroup>,
+) -> Vec<Result<Figures, String>> {
+    let Point::Load { connections, size } = point else {
+        unreachable!("only load points run together")
+    };
+    let spec = load::Spec {
+        connections,
+        size,
+        pipeline: plan.pipeline,
+        warmup: plan.warmup,
+        duration: plan.duration,
+    };
+    let slice = plan.slice.expect("run_together is for --slice");
+    let outcome = names
+        .iter()
+        .map(|name| Server::start(name, cpu, cgroup))
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|mut servers| {
+            interleave::run(&mut servers, &spec, slice).map_err(|e| {
+                // A broken connection is often the first sign of a dead server: then say that.
+                match servers.iter_mut().find_map(|s| s.check_after_error().err()) {
+                    Some(dead) => format!("{dead} ({e})"),
+                    None => e,
+                }
+            })
+        });
+    match outcome {
+        Ok(figures) => figures.into_iter().map(|f| Ok(Figures::Load(f))).collect(),
+        Err(e) => names.iter().map(|_| Err(e.clone())).collect(),
+    }
+}
+
+/// The position of `point` in the plan's points.
+fn index_of(plan: &Plan, point: Point) -> usize {
+    plan.points.iter().position(|&p| p == point).expect("a point of the plan")
 }
 
 /// The tail of a progress line: the headline figure, or the failure. With a cap, the server's
@@ -331,6 +410,13 @@ impl Plan {
             .collect();
         points.extend(idle.iter().map(|&n| Point::Idle { connections: n }));
         let warmup = (duration / 4).clamp(Duration::from_millis(50), Duration::from_millis(500));
+        let slice = args.slice.map(Duration::from_millis);
+        if slice.is_some() && servers.iter().any(|s| s == "spin") {
+            bail!(
+                "--slice cannot include `spin`: it burns the core it shares with the other \
+                 servers while it waits for its turn"
+            );
+        }
         Ok(Plan {
             servers,
             points,
@@ -339,8 +425,20 @@ impl Plan {
             rounds,
             pipeline: args.pipeline,
             server_cpu: args.server_cpu,
+            slice,
             out: args.out,
         })
+    }
+
+    /// How many connections the load generator holds at once for `point`: with `--slice`, a
+    /// load point's connections to every server.
+    fn connections_at_once(&self, point: &Point) -> usize {
+        match *point {
+            Point::Load { connections, .. } if self.slice.is_some() => {
+                connections * self.servers.len()
+            }
+            _ => connections(point),
+        }
     }
 
     /// The expected wall time of the whole run. Besides the measured time, a point costs a

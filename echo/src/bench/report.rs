@@ -85,6 +85,9 @@ pub struct Meta {
     pub pipeline: usize,
     /// `--server-cpu`: each server's cap in percent of one core; None: not capped.
     pub server_cpu_percent: Option<u8>,
+    /// `--slice`: the length of a server's turn, in milliseconds, when the servers of a load
+    /// point run at once; None: one server at a time.
+    pub slice_ms: Option<u64>,
 }
 
 /// The load generator is called the bottleneck at or above this busy fraction; so is a capped
@@ -212,6 +215,13 @@ pub fn markdown(meta: &Meta, entries: &[Entry]) -> String {
         "- each point: {} s measured after {} s of warm-up; median of {} round(s); pipeline {}",
         meta.duration_s, meta.warmup_s, meta.rounds, meta.pipeline
     );
+    if let Some(ms) = meta.slice_ms {
+        let _ = writeln!(
+            s,
+            "- servers interleaved: all the servers of a load point run at once, and the load \
+             moves from one to the next every {ms} ms (each still gets the measured time above)"
+        );
+    }
     let cap = meta.server_cpu_percent;
     if let Some(percent) = cap {
         let (quota, period) = super::cgroup::quota_period(percent);
@@ -274,7 +284,7 @@ pub fn markdown(meta: &Meta, entries: &[Entry]) -> String {
         }
     }
 
-    paired_section(&mut s, entries);
+    paired_section(&mut s, entries, meta.slice_ms.is_some());
 
     let idles: Vec<&Entry> =
         entries.iter().filter(|e| matches!(e.point, Point::Idle { .. })).collect();
@@ -351,19 +361,20 @@ pub fn markdown(meta: &Meta, entries: &[Entry]) -> String {
 }
 
 /// The table of CPU per message against the baseline's in the same round, if the run has one.
-fn paired_section(s: &mut String, entries: &[Entry]) {
+fn paired_section(s: &mut String, entries: &[Entry], interleaved: bool) {
     let rows: Vec<(&Entry, Vec<f64>)> =
         entries.iter().filter_map(|e| Some((e, ratios_to_baseline(entries, e)?))).collect();
     if rows.is_empty() {
         return;
     }
     let _ = writeln!(s, "\n## Server CPU per message over `{BASELINE}`'s, round by round\n");
+    let when = if interleaved { "over the same seconds, in turns" } else { "once, seconds apart" };
     let _ = writeln!(
         s,
-        "Each round measures every server once, seconds apart; the ratio within a round cancels \
-         the machine's slow drifts. Median and quartiles over the rounds, and a 95% \
-         confidence interval for the median (order statistics; none under 6 rounds): a \
-         target inside it is neither met nor missed by this run.\n"
+        "Each round measures every server {when}; the ratio within a round cancels the \
+         machine's slow drifts. Median and quartiles over the rounds, and a 95% confidence \
+         interval for the median (order statistics; none under 6 rounds): a target inside it \
+         is neither met nor missed by this run.\n"
     );
     *s += "| server | C | S | median | 95% interval of the median | 25%–75% | rounds |\n\
            | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n";

@@ -136,6 +136,11 @@ impl Server {
         self.addr
     }
 
+    /// The `--runtime` it runs.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The server's process id, for `/proc`.
     pub fn pid(&self) -> u32 {
         self.child.id()
