@@ -116,16 +116,17 @@ fn a_failed_point_is_reported_and_the_others_still_run() {
 
 #[test]
 fn sliced_servers_take_turns_and_each_gets_its_own_figures() {
+    // The point is given twice: like any point, it is then measured twice (each time with both
+    // servers in turns), and each of the four entries gets its own two rounds.
     let out = OutDir::new("sliced");
-    let args = ["bench", "--servers", "mini,epoll", "--connections", "3", "--sizes", "64"];
+    let args = ["bench", "--servers", "mini,epoll", "--connections", "3,3", "--sizes", "64"];
     let rest = ["--duration", "0.3", "--rounds", "2", "--idle", "0", "--slice", "20"];
     let done = run(&[&args[..], &rest[..], &["--out", out.path()]].concat(), b"");
     assert!(done.status.success(), "{}", done.describe());
 
     let lines = out.json_lines();
-    assert_eq!(lines.len(), 2, "{lines:?}");
-    for server in ["mini", "epoll"] {
-        let load = find(&lines, "load", server);
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    for load in &lines {
         assert_eq!(load["slice_ms"], 20, "{load}");
         assert_eq!(load["errors"].as_array().map(Vec::len), Some(0), "{load}");
         // Each server had its own turns: its own messages and CPU, in both rounds.
@@ -136,16 +137,21 @@ fn sliced_servers_take_turns_and_each_gets_its_own_figures() {
     }
     let table = read(&out.0.join("results.md"));
     assert!(table.contains("every 20 ms"), "{table}");
-    assert!(done.stderr.contains("[4/4]"), "no progress lines: {}", done.stderr);
+    assert!(done.stderr.contains("[8/8]"), "no progress lines: {}", done.stderr);
+    assert!(!done.stderr.contains("[9/8]"), "{}", done.stderr);
 }
 
 #[test]
-fn slicing_refuses_the_spinning_server() {
-    let out = OutDir::new("sliced-spin");
-    let done = run(&["bench", "--servers", "spin,mini", "--slice", "50", "--out", out.path()], b"");
-    assert_eq!(done.status.code(), Some(1), "{}", done.describe());
-    assert!(done.stderr.contains("--slice cannot include `spin`"), "{}", done.describe());
-    assert!(!out.0.exists(), "nothing should be written");
+fn slicing_refuses_the_spinning_server_and_a_lone_server() {
+    for (servers, why) in [("spin,mini", "cannot include `spin`"), ("mini", "two servers or more")]
+    {
+        let out = OutDir::new("sliced-refused");
+        let args = ["bench", "--servers", servers, "--slice", "50", "--out", out.path()];
+        let done = run(&args, b"");
+        assert_eq!(done.status.code(), Some(1), "{servers}: {}", done.describe());
+        assert!(done.stderr.contains(why), "{servers}: {}", done.describe());
+        assert!(!out.0.exists(), "nothing should be written");
+    }
 }
 
 #[test]

@@ -13,9 +13,10 @@
 //!
 //! # How
 //!
-//! 1. Start every server (each pinned and capped as usual; they share the server core, and only
-//!    one of them has work at any time) and open the C connections to each. The connections
-//!    of all but the first are paused once they have had their first reply.
+//! 1. Start every server (each pinned and capped as usual; they share the server core and the
+//!    cgroup's quota, which works because only one of them has work at any time) and open the C
+//!    connections to each, one server after the other; each server's connections are paused
+//!    once every one of them has had its first reply.
 //! 2. In turns, one server at a time: resume its connections, let them run for one slice, pause
 //!    them and wait until every reply in flight has arrived. A server whose connections are
 //!    paused has nothing to do and sleeps in its poller, using no CPU, so its CPU time grows
@@ -35,13 +36,10 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::load::{self, Interval, Shared, Spec};
+use super::load::{self, Interval, Shared, Spec, DRAIN_TIMEOUT};
 use super::measure;
 use super::report::LoadFigures;
 use super::server::Server;
-
-/// Bound on the wait for the replies in flight when a turn ends.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs one load point against every server in `servers` at once, moving the load between them
 /// every `slice`; their figures, in the same order, or why the run failed.
@@ -116,8 +114,8 @@ async fn drive(
     figures.into_iter().zip(servers.iter()).map(|(f, s)| f.map_err(|e| in_server(s, e))).collect()
 }
 
-/// Gives each server `count` turns of `slice`, going round them forwards, then backwards, and
-/// so on; returns what each server's turns added up to.
+/// Gives each server `count` turns of `slice`, in the order of [`turn_order`]; returns what
+/// each server's turns added up to.
 async fn take_turns(
     servers: &mut [Server],
     shared: &[Rc<Shared>],
@@ -168,9 +166,14 @@ async fn drained(server: &mut Server, shared: &Shared) -> Result<(), String> {
     }
 }
 
-/// An error of one of the servers, named.
+/// An error of one of the servers, named (unless it names the server already: "the NAME server
+/// died").
 fn in_server(server: &Server, error: String) -> String {
-    format!("{}: {error}", server.name())
+    if error.contains(&format!("the {} server", server.name())) {
+        error
+    } else {
+        format!("{}: {error}", server.name())
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! `results.jsonl`: one JSON object per server × point, with every figure (the medians), the
 //! per-round headline figures, the errors, and the run's metadata (`server_cpu_percent`: the
 //! `--server-cpu` cap, null without one; `server_busy` stays a fraction of one core;
-//! `slice_ms`: the `--slice` turn, null when servers ran one at a time;
+//! `slice_ms`: the `--slice` turn, null where servers ran one at a time (idle points always do);
 //! `server_cpu_per_msg_vs_epoll`: the median over the rounds of the server's CPU per message
 //! over the epoll loop's in the same round, null without the epoll server). Every line
 //! carries the metadata, so that the lines of several runs can be concatenated into one file and
@@ -77,7 +77,8 @@ pub fn lines(meta: &Meta, entries: &[Entry]) -> String {
         o.str("command", &meta.command).num("cores", Some(meta.cores as f64));
         o.str("pinning", &meta.pinning);
         o.num("server_cpu_percent", meta.server_cpu_percent.map(f64::from));
-        o.num("slice_ms", meta.slice_ms.map(|ms| ms as f64));
+        let in_turns = matches!(e.point, Point::Load { .. });
+        o.num("slice_ms", meta.slice_ms.filter(|_| in_turns).map(|ms| ms as f64));
         o.num("duration_s", Some(meta.duration_s)).num("warmup_s", Some(meta.warmup_s));
         out += &o.finish();
         out += "\n";

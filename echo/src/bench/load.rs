@@ -70,9 +70,9 @@ pub struct Spec {
     pub duration: Duration,
 }
 
-/// Bound on one connect, and on the replies still owed when the run stops.
+/// Bound on one connect, and on the replies still owed when the run (or a turn) stops.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Bound on the wait for every connection's first reply.
 const FIRST_REPLY_WAIT: Duration = Duration::from_secs(3);
@@ -423,8 +423,10 @@ impl Conn {
 
             // 1. Write: finish the message begun, or begin one if the pipeline has room.
             let room = self.sent - self.done < shared.pipeline as u64;
+            // A message is in flight from its stamp on (see `in_flight`), so a stamped one is
+            // written even when paused, though its first write found the socket full.
             let may_begin = !shared.stopping.get() && !shared.paused.get();
-            if self.write_pos > 0 || (room && may_begin) {
+            if self.stamped || (room && may_begin) {
                 if !self.stamped {
                     self.began[(self.sent % shared.pipeline as u64) as usize] = Instant::now();
                     self.stamped = true;
@@ -476,7 +478,7 @@ impl Conn {
 
             // 3. Done, paused with nothing owed, or wait for the socket (the reactor holds our
             //    waker for each direction that returned Pending).
-            let idle = self.sent == self.done && self.write_pos == 0;
+            let idle = self.sent == self.done && !self.stamped;
             if shared.stopping.get() && idle {
                 return Poll::Ready(Ok(()));
             }

@@ -15,9 +15,9 @@
 //! the machine hits one round of several servers rather than every round of one; each figure
 //! reported is the median over the rounds. With `--slice MS`, a load point goes further: all its
 //! servers run at once and the load moves between them every MS milliseconds, so that they are
-//! measured over the same seconds ([`interleave`]). A point that fails (the server does not start, dies,
-//! or breaks a connection or a reply) is reported as failed, the bench goes on with the others,
-//! and exits non-zero at the end. [`report`] writes the Markdown table, [`json`] the JSON lines,
+//! measured over the same seconds ([`interleave`]). A point that fails (the server does not
+//! start, dies, or breaks a connection or a reply) is reported as failed, the bench goes on with
+//! the others, and exits non-zero at the end. [`report`] writes the Markdown table, [`json`] the JSON lines,
 //! [`chart`] the SVG charts, [`measure`] reads `/proc` and `getrusage`.
 //!
 //! # Cores
@@ -101,10 +101,12 @@ pub struct BenchArgs {
     server_cpu: Option<u8>,
 
     /// Run all the servers of a load point at once and move the load from one to the next
-    /// every MS milliseconds, forwards then backwards, so that all are measured over the same
-    /// seconds: the machine's drifts then cancel in their ratios (see docs/benchmarks.md).
-    /// Each server still gets --duration seconds of load per round. Not with `spin`, which
-    /// would burn the shared core while it waits for its turn [default: one server at a time].
+    /// every MS milliseconds, never to the same one twice in a row, so that all are measured
+    /// over the same seconds: the machine's drifts then cancel in their ratios (see
+    /// docs/benchmarks.md). Each server gets --duration seconds of load per round (rounded up
+    /// to whole turns). Needs two servers or more, not `spin` (which would burn the shared core
+    /// while it waits for its turn); one server failing fails the point for all of them
+    /// [default: one server at a time].
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=10_000))]
     slice: Option<u64>,
 
@@ -208,7 +210,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 let order: Vec<usize> = round_order(plan.servers.len(), round).collect();
                 let names: Vec<&str> = order.iter().map(|&i| plan.servers[i].as_str()).collect();
                 let outcomes = run_together(&names, point, &plan, server_cpu, cgroup.as_ref());
-                let indexes = order.iter().map(|&i| i * plan.points.len() + index_of(&plan, point));
+                // Entries are server-major: server i's entry for this point.
+                let at = index % plan.points.len();
+                let indexes = order.iter().map(|&i| i * plan.points.len() + at);
                 indexes.zip(outcomes).collect()
             } else {
                 let outcome =
@@ -216,11 +220,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 vec![(index, outcome)]
             };
             let took = t.elapsed().as_secs_f64();
+            let took =
+                if together { format!("{took:.1} s, in turns") } else { format!("{took:.1} s") };
             for (index, outcome) in outcomes {
                 let entry = &mut entries[index];
                 done += 1;
                 eprintln!(
-                    "[{done}/{total}] {} {} round {round}: {} ({took:.1} s)",
+                    "[{done}/{total}] {} {} round {round}: {} ({took})",
                     entry.server,
                     entry.point,
                     summary(&outcome, plan.server_cpu)
@@ -316,8 +322,8 @@ fn run_together(
             interleave::run(&mut servers, &spec, slice).map_err(|e| {
                 // A broken connection is often the first sign of a dead server: then say that.
                 match servers.iter_mut().find_map(|s| s.check_after_error().err()) {
-                    Some(dead) => format!("{dead} ({e})"),
-                    None => e,
+                    Some(dead) if !e.contains(" server died") => format!("{dead} ({e})"),
+                    _ => e,
                 }
             })
         });
@@ -325,11 +331,6 @@ fn run_together(
         Ok(figures) => figures.into_iter().map(|f| Ok(Figures::Load(f))).collect(),
         Err(e) => names.iter().map(|_| Err(e.clone())).collect(),
     }
-}
-
-/// The position of `point` in the plan's points.
-fn index_of(plan: &Plan, point: Point) -> usize {
-    plan.points.iter().position(|&p| p == point).expect("a point of the plan")
 }
 
 /// The tail of a progress line: the headline figure, or the failure. With a cap, the server's
@@ -416,6 +417,9 @@ impl Plan {
                 "--slice cannot include `spin`: it burns the core it shares with the other \
                  servers while it waits for its turn"
             );
+        }
+        if slice.is_some() && servers.len() < 2 {
+            bail!("--slice needs two servers or more: the load takes turns between them");
         }
         Ok(Plan {
             servers,

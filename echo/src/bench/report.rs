@@ -219,7 +219,8 @@ pub fn markdown(meta: &Meta, entries: &[Entry]) -> String {
         let _ = writeln!(
             s,
             "- servers interleaved: all the servers of a load point run at once, and the load \
-             moves from one to the next every {ms} ms (each still gets the measured time above)"
+             moves from one to the next every {ms} ms (each gets the measured time above, in whole \
+             turns); idle points run one server at a time"
         );
     }
     let cap = meta.server_cpu_percent;
