@@ -6,10 +6,11 @@
 //!
 //! On a machine shared with other tenants, a server's CPU per message drifts by 5–15% from one
 //! 2-second interval to the next, and two servers measured one after the other see different
-//! drifts: on the 2-core machine, the per-round ratio of two servers had a spread of ±10–15%,
-//! wider than the differences the bench is asked to show. Cutting each server's interval into
-//! slices of, say, 100 ms and alternating them spreads every server over the same seconds, so a
-//! drift slower than a slice hits them all alike and cancels in their ratio.
+//! drifts: on the 2-core machine, the per-round ratio of two servers had a standard deviation
+//! of 10–20%, wider than the differences the bench is asked to show. Cutting each server's
+//! interval into slices of, say, 200 ms and alternating them spreads every server over the same
+//! seconds, so a drift slower than a slice hits them all alike and cancels in their ratio (in
+//! 200 ms turns the deviation was 4–8%; docs/benchmarks.md has the runs).
 //!
 //! # How
 //!
@@ -28,10 +29,11 @@
 //!    once at each end), the messages and latencies of its turns, and their total time as the
 //!    wall time.
 //!
-//! A slice starts with the server's memory cold in the caches, after another server's turn;
-//! that costs each server alike, and at many connections a server's lines are cold anyway.
-//! The pause at each turn's end means the last few milliseconds run with fewer messages in
-//! flight, also alike for all.
+//! A slice starts with the server's memory cold in the caches, after another server's turn:
+//! one pass over its connections costs what it would at many more connections, in proportion
+//! to the memory the server touches (at C = 1000 its lines are mostly cold anyway). The pause
+//! at each turn's end means the last few milliseconds run with fewer messages in flight, alike
+//! for all.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};

@@ -17,8 +17,8 @@
 //! servers run at once and the load moves between them every MS milliseconds, so that they are
 //! measured over the same seconds ([`interleave`]). A point that fails (the server does not
 //! start, dies, or breaks a connection or a reply) is reported as failed, the bench goes on with
-//! the others, and exits non-zero at the end. [`report`] writes the Markdown table, [`json`] the JSON lines,
-//! [`chart`] the SVG charts, [`measure`] reads `/proc` and `getrusage`.
+//! the others, and exits non-zero at the end. [`report`] writes the Markdown table, [`json`] the
+//! JSON lines, [`chart`] the SVG charts, [`measure`] reads `/proc` and `getrusage`.
 //!
 //! # Cores
 //!
@@ -37,6 +37,7 @@ mod interleave;
 mod json;
 mod load;
 mod measure;
+mod plan;
 mod report;
 mod server;
 mod stats;
@@ -47,9 +48,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use clap::ValueEnum;
 
 use cgroup::Cgroup;
+use plan::Plan;
 use report::{Entry, Figures, Meta, Point};
 use server::Server;
 
@@ -67,12 +68,12 @@ pub struct BenchArgs {
     connections: Option<Vec<usize>>,
 
     /// Message sizes in bytes; a k suffix means KiB [default: 64,16k].
-    #[arg(long, value_delimiter = ',', value_name = "S,...", value_parser = parse_size)]
+    #[arg(long, value_delimiter = ',', value_name = "S,...", value_parser = plan::parse_size)]
     sizes: Option<Vec<usize>>,
 
     /// Seconds measured per point (after a warm-up of a quarter of it, at most 0.5 s); also how
     /// long idle connections are held [default: 2; --quick: 0.5].
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", value_parser = plan::parse_secs)]
     duration: Option<Duration>,
 
     /// Rounds, interleaved across servers; figures are medians over them [default: 3; --quick: 1].
@@ -112,29 +113,6 @@ pub struct BenchArgs {
 
     /// Directory for results.md, results.jsonl and the SVG charts.
     #[arg(long, value_name = "DIR", default_value = "docs/bench")]
-    out: PathBuf,
-}
-
-/// The default matrix (and the --quick one): C, S, seconds, rounds, idle N.
-const DEFAULTS: (&[usize], &[usize], f64, usize, &[usize]) =
-    (&[1, 10, 100, 1000], &[64, 16 * 1024], 2.0, 3, &[1000, 10_000]);
-const QUICK: (&[usize], &[usize], f64, usize, &[usize]) =
-    (&[1, 100], &[64, 16 * 1024], 0.5, 1, &[1000]);
-
-/// What the arguments resolve to.
-#[derive(Debug)]
-struct Plan {
-    servers: Vec<String>,
-    /// The load points, then the idle points: the order of one server's turn in a round.
-    points: Vec<Point>,
-    duration: Duration,
-    warmup: Duration,
-    rounds: usize,
-    pipeline: usize,
-    /// The cap on each server's CPU, in percent of one core; None: no cap.
-    server_cpu: Option<u8>,
-    /// `--slice`: load points run every server at once, in turns of this length.
-    slice: Option<Duration>,
     out: PathBuf,
 }
 
@@ -371,119 +349,6 @@ fn write_outputs(plan: &Plan, meta: &Meta, entries: &[Entry], markdown: &str) ->
     Ok(())
 }
 
-impl Plan {
-    fn new(args: BenchArgs) -> Result<Plan> {
-        let available = available_servers();
-        let servers = match args.servers {
-            None => available.clone(),
-            Some(names) => {
-                let mut servers: Vec<String> = Vec::new();
-                for name in names.into_iter().map(|n| n.trim().to_owned()) {
-                    if !available.contains(&name) {
-                        bail!(
-                            "unknown server `{name}` in --servers; this build has: {}",
-                            available.join(", ")
-                        );
-                    }
-                    if !servers.contains(&name) {
-                        servers.push(name);
-                    }
-                }
-                servers
-            }
-        };
-        let (c, s, secs, rounds, idle) = if args.quick { QUICK } else { DEFAULTS };
-        let connections = args.connections.unwrap_or_else(|| c.to_vec());
-        let sizes = args.sizes.unwrap_or_else(|| s.to_vec());
-        let idle: Vec<usize> =
-            args.idle.unwrap_or_else(|| idle.to_vec()).into_iter().filter(|&n| n > 0).collect();
-        let duration = args.duration.unwrap_or(Duration::from_secs_f64(secs));
-        let rounds = args.rounds.unwrap_or(rounds);
-        if servers.is_empty() {
-            bail!("--servers names no server");
-        }
-        if connections.contains(&0) || sizes.contains(&0) || rounds == 0 || args.pipeline == 0 {
-            bail!("--connections, --sizes, --rounds and --pipeline must be at least 1");
-        }
-        let mut points: Vec<Point> = connections
-            .iter()
-            .flat_map(|&c| sizes.iter().map(move |&s| Point::Load { connections: c, size: s }))
-            .collect();
-        points.extend(idle.iter().map(|&n| Point::Idle { connections: n }));
-        let warmup = (duration / 4).clamp(Duration::from_millis(50), Duration::from_millis(500));
-        let slice = args.slice.map(Duration::from_millis);
-        if slice.is_some() && servers.iter().any(|s| s == "spin") {
-            bail!(
-                "--slice cannot include `spin`: it burns the core it shares with the other \
-                 servers while it waits for its turn"
-            );
-        }
-        if slice.is_some() && servers.len() < 2 {
-            bail!("--slice needs two servers or more: the load takes turns between them");
-        }
-        Ok(Plan {
-            servers,
-            points,
-            duration,
-            warmup,
-            rounds,
-            pipeline: args.pipeline,
-            server_cpu: args.server_cpu,
-            slice,
-            out: args.out,
-        })
-    }
-
-    /// How many connections the load generator holds at once for `point`: with `--slice`, a
-    /// load point's connections to every server.
-    fn connections_at_once(&self, point: &Point) -> usize {
-        match *point {
-            Point::Load { connections, .. } if self.slice.is_some() => {
-                connections * self.servers.len()
-            }
-            _ => connections(point),
-        }
-    }
-
-    /// The expected wall time of the whole run. Besides the measured time, a point costs a
-    /// server start and stop and its connections' set-up and teardown: constants measured on the
-    /// 2-core machine (at C=1000, `threaded` starts and ends 1000 threads and `spin` is slow to
-    /// accept them all; an idle point opens its connections in batches). `spin` accepts one connection per walk over all of them, so its
-    /// idle points take time in N²: 23 s to open 10 000.
-    fn estimate(&self) -> Duration {
-        let (duration, warmup) = (self.duration.as_secs_f64(), self.warmup.as_secs_f64());
-        let secs: f64 = self
-            .servers
-            .iter()
-            .flat_map(|server| self.points.iter().map(move |p| (server, p)))
-            .map(|(server, point)| match *point {
-                Point::Load { connections: c, .. } => warmup + duration + 0.1 + c as f64 * 1e-3,
-                Point::Idle { connections: n } => {
-                    let spin = if server == "spin" { (n * n) as f64 * 0.23e-6 } else { 0.0 };
-                    duration + 0.3 + n as f64 * 0.1e-3 + spin
-                }
-            })
-            .sum();
-        Duration::from_secs_f64(secs * self.rounds as f64)
-    }
-}
-
-/// Every `--runtime` this build has, in the order of `echo --help`.
-fn available_servers() -> Vec<String> {
-    crate::Model::value_variants()
-        .iter()
-        .filter_map(ValueEnum::to_possible_value)
-        .filter(|v| !v.is_hide_set())
-        .map(|v| v.get_name().to_owned())
-        .collect()
-}
-
-fn connections(point: &Point) -> usize {
-    match *point {
-        Point::Load { connections, .. } | Point::Idle { connections } => connections,
-    }
-}
-
 /// The order in which round `round` (from 1) runs `count` entries: forwards in odd rounds,
 /// backwards in even ones. With a fixed order each server would always follow the same one and
 /// inherit whatever that one leaves behind in the machine (on this 2-core machine, the same
@@ -524,27 +389,6 @@ fn minutes(d: Duration) -> String {
         format!("{} min {} s", s / 60, s % 60)
     } else {
         format!("{s} s")
-    }
-}
-
-/// "64" -> 64, "16k" (or 16K, 16KiB) -> 16384.
-fn parse_size(s: &str) -> Result<usize, String> {
-    let lower = s.trim().to_ascii_lowercase();
-    let (digits, factor) = match lower.strip_suffix("kib").or_else(|| lower.strip_suffix('k')) {
-        Some(d) => (d, 1024),
-        None => (lower.strip_suffix('b').unwrap_or(&lower), 1),
-    };
-    match digits.trim().parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n * factor),
-        _ => Err(format!("`{s}` is not a size in bytes (like 64 or 16k)")),
-    }
-}
-
-/// "2" or "0.3" seconds.
-fn parse_secs(s: &str) -> Result<Duration, String> {
-    match s.parse::<f64>() {
-        Ok(secs) if secs > 0.0 && secs.is_finite() => Ok(Duration::from_secs_f64(secs)),
-        _ => Err(format!("`{s}` is not a positive number of seconds")),
     }
 }
 
