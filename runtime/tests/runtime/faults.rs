@@ -67,11 +67,13 @@ fn round_trip(stream: &mut StdStream, byte: u8) -> Duration {
 /// Fault 7: one client floods in both directions (its socket is always readable and writable,
 /// so without the cooperative budget its task would never yield). Meanwhile a second client's
 /// 1-byte round trips keep a p99 under 50 ms, and a 10 ms timer in the same runtime fires
-/// within 30 ms.
+/// on time: less than 20 ms late in the median of 20 sleeps, and never 200 ms late. (Starved,
+/// it would not fire while the flood lasts. The worst of 20 is bounded loosely: on a loaded
+/// 2-core machine the runtime's thread itself is sometimes descheduled for over 20 ms.)
 #[test]
 fn a_flooding_client_does_not_starve_others_or_timers() {
     let _turn = heavy_turn();
-    let (samples, timer_lateness) = run(|| async {
+    let (samples, mut timer_lateness) = run(|| async {
         let (listener, addr) = util::listener();
         spawn_server(listener);
         let stop = Arc::new(AtomicBool::new(false));
@@ -103,11 +105,11 @@ fn a_flooding_client_does_not_starve_others_or_timers() {
         });
 
         // The timer, in the runtime the flood keeps busy.
-        let mut worst = Duration::ZERO;
+        let mut lateness = Vec::new();
         for _ in 0..20 {
             let start = Instant::now();
             sleep(Duration::from_millis(10)).await;
-            worst = worst.max(start.elapsed() - Duration::from_millis(10));
+            lateness.push(start.elapsed() - Duration::from_millis(10));
         }
         // Keep serving until the quiet client is done.
         while !quiet.is_finished() {
@@ -121,16 +123,17 @@ fn a_flooding_client_does_not_starve_others_or_timers() {
         }
         assert!(reader.join().unwrap() > 0, "the flood moved no data");
         writer.join().unwrap();
-        (samples, worst)
+        (samples, lateness)
     });
     let mut sorted = samples.clone();
     sorted.sort();
     let p99 = sorted[sorted.len() * 99 / 100];
     assert!(p99 < Duration::from_millis(50), "quiet client's p99 round trip {p99:?}");
-    assert!(
-        timer_lateness < Duration::from_millis(20),
-        "a 10 ms timer fired {timer_lateness:?} late"
-    );
+    timer_lateness.sort();
+    let median = timer_lateness[timer_lateness.len() / 2];
+    let worst = *timer_lateness.last().expect("20 sleeps");
+    assert!(median < Duration::from_millis(20), "a 10 ms timer fired {median:?} late (median)");
+    assert!(worst < Duration::from_millis(200), "a 10 ms timer fired {worst:?} late");
 }
 
 /// Fault 8: a connection handler that panics. Its task ends (the panic is caught and reported
