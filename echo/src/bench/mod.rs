@@ -252,24 +252,22 @@ fn run_point(
     let mut server = Server::start(name, cpu, cgroup)?;
     let outcome = match point {
         Point::Load { connections, size } => {
-            let spec = load::Spec {
-                connections,
-                size,
-                pipeline: plan.pipeline,
-                warmup: plan.warmup,
-                duration: plan.duration,
-            };
-            load::run(&mut server, &spec).map(Figures::Load)
+            load::run(&mut server, &plan.load_spec(connections, size)).map(Figures::Load)
         }
         Point::Idle { connections } => {
             idle::run(&mut server, connections, plan.duration).map(Figures::Idle)
         }
     };
-    // A broken connection is often the first sign of a dead server: then say that.
-    outcome.map_err(|e| match server.check_after_error() {
-        Err(dead) => format!("{dead} ({e})"),
-        Ok(()) => e,
-    })
+    outcome.map_err(|e| name_the_dead(std::slice::from_mut(&mut server), e))
+}
+
+/// `error`, preceded by how one of `servers` died if one has: a broken connection is often the
+/// first sign of a dead server. (Not twice, if `error` says so already.)
+fn name_the_dead(servers: &mut [Server], error: String) -> String {
+    match servers.iter_mut().find_map(|s| s.check_after_error().err()) {
+        Some(dead) if !error.contains(" server died") => format!("{dead} ({error})"),
+        _ => error,
+    }
 }
 
 /// One round of a load point on every server in `names` at once, in turns (`--slice`): each
@@ -284,26 +282,14 @@ fn run_together(
     let Point::Load { connections, size } = point else {
         unreachable!("only load points run together")
     };
-    let spec = load::Spec {
-        connections,
-        size,
-        pipeline: plan.pipeline,
-        warmup: plan.warmup,
-        duration: plan.duration,
-    };
+    let spec = plan.load_spec(connections, size);
     let slice = plan.slice.expect("run_together is for --slice");
     let outcome = names
         .iter()
         .map(|name| Server::start(name, cpu, cgroup))
         .collect::<Result<Vec<_>, _>>()
         .and_then(|mut servers| {
-            interleave::run(&mut servers, &spec, slice).map_err(|e| {
-                // A broken connection is often the first sign of a dead server: then say that.
-                match servers.iter_mut().find_map(|s| s.check_after_error().err()) {
-                    Some(dead) if !e.contains(" server died") => format!("{dead} ({e})"),
-                    _ => e,
-                }
-            })
+            interleave::run(&mut servers, &spec, slice).map_err(|e| name_the_dead(&mut servers, e))
         });
     match outcome {
         Ok(figures) => figures.into_iter().map(|f| Ok(Figures::Load(f))).collect(),

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::ValueEnum;
 
+use super::load;
 use super::report::Point;
 use super::BenchArgs;
 
@@ -94,6 +95,17 @@ impl Plan {
             slice,
             out: args.out,
         })
+    }
+
+    /// What the load generator runs for a load point of `connections` and `size`-byte messages.
+    pub(super) fn load_spec(&self, connections: usize, size: usize) -> load::Spec {
+        load::Spec {
+            connections,
+            size,
+            pipeline: self.pipeline,
+            warmup: self.warmup,
+            duration: self.duration,
+        }
     }
 
     /// How many connections the load generator holds at once for `point`: with `--slice`, a

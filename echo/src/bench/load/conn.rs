@@ -183,7 +183,8 @@ impl Conn {
                 }
                 (self.done, self.read_pos) = (self.done + 1, 0);
                 shared.in_flight.set(shared.in_flight.get() - 1);
-                if shared.in_flight.get() == 0 {
+                // Only a pause waits for the last reply.
+                if shared.in_flight.get() == 0 && shared.paused.get() {
                     shared.wake_drain_waiter();
                 }
             }
