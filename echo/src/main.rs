@@ -24,7 +24,6 @@
 //! binds, prints `listening on ADDR` (the one line on stdout, which scripts and tests read) and
 //! hands the listener to the chosen server. Errors become one `error: ...` line on stderr.
 
-mod bench;
 mod client;
 mod conn;
 mod epoll;
@@ -117,7 +116,7 @@ enum Command {
         addr: SocketAddr,
     },
     /// Measure the servers side by side: throughput, latency, CPU time and memory.
-    Bench(bench::BenchArgs),
+    Bench(echo_bench::BenchArgs),
 }
 
 /// The I/O models; each is one file in this crate.
@@ -146,7 +145,7 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let result = match cli.command {
         Some(Command::Client { addr }) => client::run(addr),
-        Some(Command::Bench(args)) => bench::run(args),
+        Some(Command::Bench(args)) => echo_bench::run(args, &runtime_names()),
         None => run_server(&cli),
     };
     match result {
@@ -157,6 +156,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Every `--runtime` name of this build, in the order of `echo --help`: the servers `echo bench`
+/// can measure.
+fn runtime_names() -> Vec<String> {
+    Model::value_variants()
+        .iter()
+        .filter_map(ValueEnum::to_possible_value)
+        .filter(|v| !v.is_hide_set())
+        .map(|v| v.get_name().to_owned())
+        .collect()
 }
 
 fn parse_backend(name: &str) -> Result<::mini::Backend, ::mini::UnknownBackend> {

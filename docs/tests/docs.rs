@@ -96,7 +96,7 @@ fn rust_snippets_in_docs_match_their_sources() {
 
 /// The repository root: the parent of the `echo` package, whose test this is.
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("echo/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("docs/ has a parent").to_path_buf()
 }
 
 /// `*.md` at the root and in `docs/`, sorted.

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use clap::ValueEnum;
 
 use super::load;
 use super::report::Point;
@@ -35,10 +34,10 @@ pub(super) struct Plan {
 }
 
 impl Plan {
-    pub(super) fn new(args: BenchArgs) -> Result<Plan> {
-        let available = available_servers();
+    /// Resolves `args` against `available`, the `--runtime` names of the `echo` binary.
+    pub(super) fn new(args: BenchArgs, available: &[String]) -> Result<Plan> {
         let servers = match args.servers {
-            None => available.clone(),
+            None => available.to_vec(),
             Some(names) => {
                 let mut servers: Vec<String> = Vec::new();
                 for name in names.into_iter().map(|n| n.trim().to_owned()) {
@@ -140,16 +139,6 @@ impl Plan {
             .sum();
         Duration::from_secs_f64(secs * self.rounds as f64)
     }
-}
-
-/// Every `--runtime` this build has, in the order of `echo --help`.
-fn available_servers() -> Vec<String> {
-    crate::Model::value_variants()
-        .iter()
-        .filter_map(ValueEnum::to_possible_value)
-        .filter(|v| !v.is_hide_set())
-        .map(|v| v.get_name().to_owned())
-        .collect()
 }
 
 pub(super) fn connections(point: &Point) -> usize {

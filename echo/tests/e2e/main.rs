@@ -17,7 +17,6 @@
 mod backends;
 mod bench;
 mod cli;
-mod docs_links;
 mod echo_servers;
 mod reliability;
 mod util;

@@ -55,6 +55,55 @@ fn find<'a>(lines: &'a [Value], kind: &str, server: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind} line for {server} in {lines:?}"))
 }
 
+/// The fields of a load point's JSON line, of an idle point's, and of both.
+const LOAD_KEYS: [&str; 19] = [
+    "kind",
+    "server",
+    "connections",
+    "size",
+    "pipeline",
+    "msgs_per_s",
+    "mb_per_s",
+    "p50_us",
+    "p99_us",
+    "p999_us",
+    "messages",
+    "server_cpu_per_msg_us",
+    "server_busy",
+    "server_rss_kib",
+    "load_busy",
+    "starved",
+    "msgs_per_s_by_round",
+    "server_cpu_per_msg_us_by_round",
+    "server_cpu_per_msg_vs_epoll",
+];
+const IDLE_KEYS: [&str; 11] = [
+    "kind",
+    "server",
+    "connections",
+    "held",
+    "open_s",
+    "server_busy",
+    "rss_before_kib",
+    "rss_kib",
+    "rss_per_conn_bytes",
+    "hold_s",
+    "rss_per_conn_bytes_by_round",
+];
+const META_KEYS: [&str; 11] = [
+    "rounds",
+    "errors",
+    "date",
+    "commit",
+    "command",
+    "cores",
+    "pinning",
+    "server_cpu_percent",
+    "slice_ms",
+    "duration_s",
+    "warmup_s",
+];
+
 #[test]
 fn a_tiny_run_reports_every_point() {
     let out = OutDir::new("tiny");
@@ -75,6 +124,17 @@ fn a_tiny_run_reports_every_point() {
         let idle = find(&lines, "idle", server);
         assert_eq!(idle["held"], 20, "{idle}");
         assert!(idle["commit"].is_string() || idle["commit"].is_null(), "{idle}");
+    }
+
+    // Every line has exactly the fields the docs and earlier runs' files have.
+    for line in &lines {
+        let mut got: Vec<&str> =
+            line.as_object().expect("an object").keys().map(String::as_str).collect();
+        let mut want = if line["kind"] == "load" { LOAD_KEYS.to_vec() } else { IDLE_KEYS.to_vec() };
+        want.extend(META_KEYS);
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(got, want, "{line}");
     }
 
     // mini against the epoll loop, round by round; the epoll loop is the baseline itself.

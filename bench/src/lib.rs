@@ -1,4 +1,9 @@
-//! `echo bench`: every server of this build under the same load, side by side.
+//! The harness behind `echo bench`: every server of an `echo` build under the same load, side
+//! by side.
+//!
+//! A crate of its own so that `echo/` holds only the servers, the CLI and the client; `echo`
+//! calls [`run`] for its `bench` subcommand, and the servers measured are children of that same
+//! binary, so one build is all a run needs.
 //!
 //! # What a run does
 //!
@@ -117,8 +122,11 @@ pub struct BenchArgs {
 }
 
 /// Runs the bench; an error if the arguments are wrong or if any point failed.
-pub fn run(args: BenchArgs) -> Result<()> {
-    let plan = Plan::new(args)?;
+///
+/// Must be called from the `echo` binary itself (`echo bench`): each server is started as a
+/// child of the running executable, `--runtime NAME`, where `servers` lists the names it takes.
+pub fn run(args: BenchArgs, servers: &[String]) -> Result<()> {
+    let plan = Plan::new(args, servers)?;
     // First, so that a machine without writable cgroups fails before anything runs. Dropped (and
     // so removed) when `run` returns, whichever way.
     let cgroup = plan
