@@ -55,6 +55,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use cgroup::Cgroup;
+pub use plan::parse_secs;
 use plan::Plan;
 use report::{Entry, Figures, Meta, Point};
 use server::Server;
@@ -78,7 +79,7 @@ pub struct BenchArgs {
 
     /// Seconds measured per point (after a warm-up of a quarter of it, at most 0.5 s); also how
     /// long idle connections are held [default: 2; --quick: 0.5].
-    #[arg(long, value_name = "SECS", value_parser = plan::parse_secs)]
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     duration: Option<Duration>,
 
     /// Rounds, interleaved across servers; figures are medians over them [default: 3; --quick: 1].

@@ -160,10 +160,17 @@ pub(super) fn parse_size(s: &str) -> Result<usize, String> {
     }
 }
 
-/// "2" or "0.3" seconds.
-pub(super) fn parse_secs(s: &str) -> Result<Duration, String> {
-    match s.parse::<f64>() {
-        Ok(secs) if secs > 0.0 && secs.is_finite() => Ok(Duration::from_secs_f64(secs)),
-        _ => Err(format!("`{s}` is not a positive number of seconds")),
+/// The longest duration [`parse_secs`] takes: about 31 years, so that adding it to a clock
+/// reading can never overflow.
+const MAX_SECS: f64 = 1e9;
+
+/// Parses a duration given in seconds, like "2" or "0.3": more than 0, at most 1e9. Shared by
+/// `echo bench --duration` and `echo --idle-timeout`.
+pub fn parse_secs(text: &str) -> Result<Duration, String> {
+    match text.trim().parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs <= MAX_SECS => Ok(Duration::from_secs_f64(secs)),
+        _ => {
+            Err(format!("`{text}` is not a number of seconds more than 0 and at most {MAX_SECS:e}"))
+        }
     }
 }

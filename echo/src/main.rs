@@ -15,7 +15,7 @@
 //! - `tokio_peer` (cargo feature `tokio` only): the same tasks on tokio, current-thread
 //!   (`--runtime tokio-current`) and multi-thread (`--runtime tokio-multi`), for comparison.
 //!
-//! Shared pieces: [`listen`] makes the listening socket, [`transform`] computes the reply,
+//! Shared pieces: [`listen`] makes the listening socket, [`syscall`] turns `errno` into errors, [`transform`] computes the reply,
 //! [`conn`] is the non-blocking connection state of `spin` and `select`, [`shed`] handles a
 //! failed `accept` (closing clients it has no descriptor for), [`options`] holds the
 //! per-connection flags, and [`client`] is `echo client`.
@@ -33,6 +33,7 @@ mod options;
 mod select;
 mod shed;
 mod spin;
+mod syscall;
 mod threaded;
 #[cfg(feature = "tokio")]
 mod tokio_peer;
@@ -61,11 +62,11 @@ const DEFAULT_ADDR: &str = "127.0.0.1:7878";
 /// keep being served during the pause.
 pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
-/// Whether an `accept` error means the process or system ran out of something (descriptors,
-/// buffers, memory) rather than that one connection failed: then pause for [`ACCEPT_PAUSE`].
-pub fn out_of_resources(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
-}
+/// Bytes a server reads at a time: the size of a read buffer, wherever a server keeps one (per
+/// connection, per thread or per loop), and so the most output a connection holds.
+pub const BUF_SIZE: usize = 16 * 1024;
+
+pub use shed::out_of_resources;
 
 /// A TCP echo server written in several I/O models, for contrast.
 #[derive(Debug, Parser)]
@@ -94,7 +95,7 @@ struct Cli {
 
     /// Close a connection that has neither sent nor received a byte for SECS seconds (fractions
     /// allowed, e.g. 2.5).
-    #[arg(long, value_name = "SECS", value_parser = options::parse_secs)]
+    #[arg(long, value_name = "SECS", value_parser = echo_bench::parse_secs)]
     idle_timeout: Option<Duration>,
 
     /// Testing knob: set SO_SNDBUF to BYTES on each accepted connection (the kernel doubles it

@@ -52,9 +52,7 @@ use log::{debug, info, warn};
 use crate::options::{self, ConnOptions, OpenCount};
 use crate::shed::{Next, Shedder};
 use crate::transform;
-
-/// Bytes read at a time, into the thread's shared buffer.
-const BUF_SIZE: usize = 16 * 1024;
+use crate::BUF_SIZE;
 
 /// Serves echo on `listener` until the process exits, on the given poller backend (else the
 /// runtime's default: `MINI_BACKEND`, else the best compiled in).

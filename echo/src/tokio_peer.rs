@@ -36,9 +36,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Builder;
 
 use crate::transform;
-
-/// Bytes read at a time, as in `mini.rs`.
-const BUF_SIZE: usize = 16 * 1024;
+use crate::BUF_SIZE;
 
 /// Which tokio scheduler runs the tasks.
 #[derive(Debug, Clone, Copy)]

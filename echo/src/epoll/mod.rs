@@ -100,10 +100,7 @@ use self::sys::Epoll;
 use self::table::Conns;
 use crate::options::{self, ConnOptions};
 use crate::shed::Shedder;
-
-/// Bytes read at a time: the size of the loop's one read buffer, and so the most output a
-/// connection ever holds.
-const BUF_SIZE: usize = 16 * 1024;
+use crate::BUF_SIZE;
 
 /// Reads one connection may do per turn before the other ready ones get theirs.
 const READS_PER_TURN: usize = 32;

@@ -48,8 +48,7 @@ struct TaskName(Key);
 
 impl std::fmt::Display for TaskName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let raw = self.0.to_u64();
-        let (index, generation) = (raw as u32, (raw >> 32) as u16);
+        let (index, generation) = (self.0.index(), self.0.generation());
         match (self.0, generation) {
             (MAIN_KEY, _) => write!(f, "the main future"),
             (_, 0) => write!(f, "task {index}"),
