@@ -21,7 +21,7 @@ pub fn lines(meta: &Meta, entries: &[Entry]) -> String {
     let mut out = String::new();
     for e in entries {
         let mut o = Object::default();
-        let errors: Vec<String> = e.errors().cloned().collect();
+        let errors: Vec<String> = e.errors().map(ToString::to_string).collect();
         match e.point {
             Point::Load { connections, size } => {
                 let f = e.load();

@@ -37,6 +37,7 @@
 
 mod cgroup;
 mod chart;
+mod error;
 mod idle;
 mod interleave;
 mod json;
@@ -55,6 +56,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use cgroup::Cgroup;
+use error::RunError;
 pub use plan::parse_secs;
 use plan::Plan;
 use report::{Entry, Figures, Meta, Point};
@@ -192,25 +194,24 @@ pub fn run(args: BenchArgs, servers: &[String]) -> Result<()> {
                 continue; // run already, with the first of its servers
             }
             let t = Instant::now();
-            let outcomes = if together {
-                let point = entry.point;
-                let order: Vec<usize> = round_order(plan.servers.len(), round).collect();
-                let names: Vec<&str> = order.iter().map(|&i| plan.servers[i].as_str()).collect();
+            let point = entry.point;
+            let outcomes: Vec<(String, _)> = if together {
+                let order = round_order(plan.servers.len(), round);
+                let names: Vec<&str> = order.map(|i| plan.servers[i].as_str()).collect();
                 let outcomes = run_together(&names, point, &plan, server_cpu, cgroup.as_ref());
-                // Entries are server-major: server i's entry for this point.
-                let at = index % plan.points.len();
-                let indexes = order.iter().map(|&i| i * plan.points.len() + at);
-                indexes.zip(outcomes).collect()
+                names.into_iter().map(str::to_owned).zip(outcomes).collect()
             } else {
-                let outcome =
-                    run_point(&entry.server, entry.point, &plan, server_cpu, cgroup.as_ref());
-                vec![(index, outcome)]
+                let outcome = run_point(&entry.server, point, &plan, server_cpu, cgroup.as_ref());
+                vec![(entry.server.clone(), outcome)]
             };
             let took = t.elapsed().as_secs_f64();
             let took =
                 if together { format!("{took:.1} s, in turns") } else { format!("{took:.1} s") };
-            for (index, outcome) in outcomes {
-                let entry = &mut entries[index];
+            for (server, outcome) in outcomes {
+                let entry = entries
+                    .iter_mut()
+                    .find(|e| e.server == server && e.point == point)
+                    .expect("an entry for every server and point");
                 done += 1;
                 eprintln!(
                     "[{done}/{total}] {} {} round {round}: {} ({took})",
@@ -257,7 +258,7 @@ fn run_point(
     plan: &Plan,
     cpu: Option<usize>,
     cgroup: Option<&Cgroup>,
-) -> Result<Figures, String> {
+) -> Result<Figures, RunError> {
     let mut server = Server::start(name, cpu, cgroup)?;
     let outcome = match point {
         Point::Load { connections, size } => {
@@ -267,16 +268,7 @@ fn run_point(
             idle::run(&mut server, connections, plan.duration).map(Figures::Idle)
         }
     };
-    outcome.map_err(|e| name_the_dead(std::slice::from_mut(&mut server), e))
-}
-
-/// `error`, preceded by how one of `servers` died if one has: a broken connection is often the
-/// first sign of a dead server. (Not twice, if `error` says so already.)
-fn name_the_dead(servers: &mut [Server], error: String) -> String {
-    match servers.iter_mut().find_map(|s| s.check_after_error().err()) {
-        Some(dead) if !error.contains(" server died") => format!("{dead} ({error})"),
-        _ => error,
-    }
+    outcome.map_err(|e| e.or_dead(std::slice::from_mut(&mut server)))
 }
 
 /// One round of a load point on every server in `names` at once, in turns (`--slice`): each
@@ -287,7 +279,7 @@ fn run_together(
     plan: &Plan,
     cpu: Option<usize>,
     cgroup: Option<&Cgroup>,
-) -> Vec<Result<Figures, String>> {
+) -> Vec<Result<Figures, RunError>> {
     let Point::Load { connections, size } = point else {
         unreachable!("only load points run together")
     };
@@ -298,7 +290,7 @@ fn run_together(
         .map(|name| Server::start(name, cpu, cgroup))
         .collect::<Result<Vec<_>, _>>()
         .and_then(|mut servers| {
-            interleave::run(&mut servers, &spec, slice).map_err(|e| name_the_dead(&mut servers, e))
+            interleave::run(&mut servers, &spec, slice).map_err(|e| e.or_dead(&mut servers))
         });
     match outcome {
         Ok(figures) => figures.into_iter().map(|f| Ok(Figures::Load(f))).collect(),
@@ -308,7 +300,7 @@ fn run_together(
 
 /// The tail of a progress line: the headline figure, or the failure. With a cap, the server's
 /// busy is a fraction of its allowance.
-fn summary(outcome: &Result<Figures, String>, cap: Option<u8>) -> String {
+fn summary(outcome: &Result<Figures, RunError>, cap: Option<u8>) -> String {
     match outcome {
         Ok(Figures::Load(f)) => format!(
             "{} msg/s, p99 {:.0} µs, server {:.0}% busy{}",

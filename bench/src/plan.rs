@@ -67,11 +67,18 @@ impl Plan {
         if connections.contains(&0) || sizes.contains(&0) || rounds == 0 || args.pipeline == 0 {
             bail!("--connections, --sizes, --rounds and --pipeline must be at least 1");
         }
-        let mut points: Vec<Point> = connections
+        let loads = connections
             .iter()
-            .flat_map(|&c| sizes.iter().map(move |&s| Point::Load { connections: c, size: s }))
-            .collect();
-        points.extend(idle.iter().map(|&n| Point::Idle { connections: n }));
+            .flat_map(|&c| sizes.iter().map(move |&s| Point::Load { connections: c, size: s }));
+        let idles = idle.iter().map(|&n| Point::Idle { connections: n });
+        // A point given twice is measured once, as a server named twice is: an entry of the
+        // report is one server at one point.
+        let mut points: Vec<Point> = Vec::new();
+        for point in loads.chain(idles) {
+            if !points.contains(&point) {
+                points.push(point);
+            }
+        }
         let warmup = (duration / 4).clamp(Duration::from_millis(50), Duration::from_millis(500));
         let slice = args.slice.map(Duration::from_millis);
         if slice.is_some() && servers.iter().any(|s| s == "spin") {
