@@ -33,7 +33,7 @@
 //!
 //! Out of descriptors, the accept loop sheds the waiting clients ([`Shedder`]).
 //! `--max-connections` is a counter checked at accept, which each task's guard decrements;
-//! `--idle-timeout` is a `mini::time::timeout` around every read and write.
+//! `--idle-timeout` is a deadline (`within`) around every wait to read and every wait to write.
 //!
 //! Inside this module `mini` would name the runtime crate anyway; the paths say `::mini` so that
 //! nobody has to remember that this file is itself called `mini`.

@@ -17,6 +17,7 @@
 mod backends;
 mod bench;
 mod cli;
+mod docs_facts;
 mod docs_links;
 mod echo_servers;
 mod reliability;

@@ -111,9 +111,11 @@ pub struct BenchArgs {
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=10_000))]
     slice: Option<u64>,
 
-    /// Directory for results.md, results.jsonl and the SVG charts.
-    #[arg(long, value_name = "DIR", default_value = "docs/bench")]
-    out: PathBuf,
+    /// Directory for results.md, results.jsonl and the SVG charts. `--out docs/bench` replaces
+    /// the committed results [default: bench/ in cargo's target directory: $CARGO_TARGET_DIR,
+    /// else the one this binary was built in, else ./target]
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
 }
 
 /// Runs the bench; an error if the arguments are wrong or if any point failed.
