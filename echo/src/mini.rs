@@ -154,9 +154,7 @@ pin_project_lite::pin_project! {
     /// thousands of connections apart, so every cache line a poll touches is likely a miss.
     /// The echo loop comes first (`repr(C)`), in the task's first line (the runtime's harness
     /// puts the future first too); what only the end needs is boxed behind one pointer, after
-    /// it. Written as one `async` block with the logging inside, the task was 256 bytes and
-    /// each poll touched two lines: 1.0 simulated cache miss per message more (callgrind,
-    /// 1 000 connections).
+    /// it, so that a poll touches one line, not two (docs/benchmarks.md has the measurement).
     #[repr(C)]
     struct Connection<F> {
         #[pin]

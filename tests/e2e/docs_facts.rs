@@ -40,7 +40,11 @@ fn quotations_from_source_files_are_in_them() {
         let text = fs::read_to_string(file).expect("read a Markdown file");
         problems.extend(check_quotations(file, &text));
     }
-    assert!(problems.is_empty(), "quotations not found in their sources:\n  {}", problems.join("\n  "));
+    assert!(
+        problems.is_empty(),
+        "quotations not found in their sources:\n  {}",
+        problems.join("\n  ")
+    );
 }
 
 #[test]
@@ -54,7 +58,11 @@ fn figures_from_committed_runs_match_them() {
         problems.extend(found);
     }
     assert!(checked >= 10, "only {checked} figures are tied to a committed run");
-    assert!(problems.is_empty(), "figures that do not match their run:\n  {}", problems.join("\n  "));
+    assert!(
+        problems.is_empty(),
+        "figures that do not match their run:\n  {}",
+        problems.join("\n  ")
+    );
 }
 
 /// Planted mistakes are caught: a quotation its file does not hold, and a stale figure.
@@ -66,8 +74,12 @@ fn planted_mistakes_are_caught() {
     let exact = "[`mini.rs`](../echo/src/mini.rs) says \"one task per connection on one thread\".";
     assert!(check_quotations(&docs, exact).is_empty(), "a true quotation failed");
 
-    let at = "mini: 787<!-- run: bench/results.jsonl idle mini connections=10000 rss_per_conn_bytes -->";
-    assert_eq!(check_figures(&docs, at), (1, vec![format!("docs/io-models.md:1: 787 is 650.035 in the run")]));
+    let at =
+        "mini: 787<!-- run: bench/results.jsonl idle mini connections=10000 rss_per_conn_bytes -->";
+    assert_eq!(
+        check_figures(&docs, at),
+        (1, vec![format!("docs/io-models.md:1: 787 is 650.035 in the run")])
+    );
     let fresh = at.replace("787", "650");
     assert_eq!(check_figures(&docs, &fresh), (1, Vec::new()));
 }
@@ -87,11 +99,19 @@ fn check_quotations(file: &Path, text: &str) -> Vec<String> {
         }
         for quote in quotations(&sentence) {
             let found = sources.iter().any(|source| {
-                fs::read_to_string(source).is_ok_and(|code| contains_quote(&normalize(&code), &quote))
+                fs::read_to_string(source)
+                    .is_ok_and(|code| contains_quote(&normalize(&code), &quote))
             });
             if !found {
-                let names: Vec<_> = sources.iter().map(|s| relative(&fs::canonicalize(s).unwrap_or(s.clone()))).collect();
-                problems.push(format!("{}:{line_no}: \"{quote}\" is not in {}", relative(file), names.join(" or ")));
+                let names: Vec<_> = sources
+                    .iter()
+                    .map(|s| relative(&fs::canonicalize(s).unwrap_or(s.clone())))
+                    .collect();
+                problems.push(format!(
+                    "{}:{line_no}: \"{quote}\" is not in {}",
+                    relative(file),
+                    names.join(" or ")
+                ));
             }
         }
     }
@@ -127,7 +147,9 @@ fn sentences(text: &str) -> Vec<(usize, String)> {
             || trimmed.starts_with('|')
             || trimmed.starts_with("- ")
             || trimmed.starts_with('#')
-            || trimmed.split_once(". ").is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+            || trimmed
+                .split_once(". ")
+                .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
         if in_fence || new_block {
             flush(&mut current, start);
         }
@@ -235,12 +257,15 @@ fn check_figures(file: &Path, text: &str) -> (usize, Vec<String>) {
                 *rows += 1;
                 // Row 1 is the header, row 2 the `| --- |` line under it.
                 if *rows > 2 {
-                    let cells: Vec<&str> = line.trim().trim_matches('|').split('|').map(str::trim).collect();
+                    let cells: Vec<&str> =
+                        line.trim().trim_matches('|').split('|').map(str::trim).collect();
                     let server = cells[0].trim_matches(['`', '*']);
                     for (n, spec) in columns.iter() {
                         let cell = cells.get(n - 1).copied().unwrap_or("");
                         let spec = with_server(spec, server);
-                        if !cell.contains("not measured") && !cell.contains(|c: char| c.is_ascii_digit()) {
+                        if !cell.contains("not measured")
+                            && !cell.contains(|c: char| c.is_ascii_digit())
+                        {
                             continue; // a word such as "reference"
                         }
                         checked += 1;
@@ -265,7 +290,9 @@ fn check_figures(file: &Path, text: &str) -> (usize, Vec<String>) {
             let spec = &rest[start + "<!-- run:".len()..end];
             let before = &line[..line.len() - rest.len() + start];
             checked += 1;
-            if let Err(e) = check_figure(file, spec.trim(), &last_number(before).unwrap_or_default()) {
+            if let Err(e) =
+                check_figure(file, spec.trim(), &last_number(before).unwrap_or_default())
+            {
                 problems.push(format!("{at}: {e}"));
             }
             rest = &rest[end..];
@@ -313,11 +340,17 @@ fn lookup(file: &Path, spec: &str) -> Result<f64, String> {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|v| v["kind"] == *kind && v["server"] == *server)
         .filter(|v| {
-            filters.iter().all(|f| f.split_once('=').is_some_and(|(k, want)| v[k].to_string().trim_matches('"') == want))
+            filters.iter().all(|f| {
+                f.split_once('=')
+                    .is_some_and(|(k, want)| v[k].to_string().trim_matches('"') == want)
+            })
         })
         .collect();
     match matches.as_slice() {
-        [one] => one[field].as_f64().map(|v| v * scale).ok_or_else(|| format!("`{spec}`: no number {field}")),
+        [one] => one[field]
+            .as_f64()
+            .map(|v| v * scale)
+            .ok_or_else(|| format!("`{spec}`: no number {field}")),
         [] => Err(format!("`{spec}`: no such line in {path}")),
         _ => Err(format!("`{spec}`: {} lines match in {path}", matches.len())),
     }
@@ -346,7 +379,8 @@ fn numbers(text: &str) -> Vec<String> {
         let mut number = String::new();
         while i < chars.len() {
             let c = chars[i];
-            let joins = matches!(c, ' ' | ',' | '.') && chars.get(i + 1).is_some_and(char::is_ascii_digit);
+            let joins =
+                matches!(c, ' ' | ',' | '.') && chars.get(i + 1).is_some_and(char::is_ascii_digit);
             if c.is_ascii_digit() || joins {
                 number.push(c);
                 i += 1;
@@ -366,7 +400,8 @@ fn numbers(text: &str) -> Vec<String> {
 /// A quoted figure's value and the unit of its last digit: `16 662` is (16662, 1), `0.984` is
 /// (0.984, 0.001), `210.2k` is (210200, 100).
 fn parse_figure(text: &str) -> Option<(f64, f64)> {
-    let digits: String = text.chars().filter(|c| c.is_ascii_digit() || *c == '.' || *c == 'k').collect();
+    let digits: String =
+        text.chars().filter(|c| c.is_ascii_digit() || *c == '.' || *c == 'k').collect();
     let (digits, scale) = match digits.strip_suffix('k') {
         Some(d) => (d, 1000.0),
         None => (digits.as_str(), 1.0),

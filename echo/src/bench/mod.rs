@@ -339,8 +339,7 @@ fn write_outputs(plan: &Plan, meta: &Meta, entries: &[Entry], markdown: &str) ->
 
 /// The order in which round `round` (from 1) runs `count` entries: forwards in odd rounds,
 /// backwards in even ones. With a fixed order each server would always follow the same one and
-/// inherit whatever that one leaves behind in the machine (on this 2-core machine, the same
-/// three servers in two fixed orders put `mini` 2% and 8% above `epoll` at C = 1000); reversing
+/// inherit whatever that one leaves behind in the machine (docs/benchmarks.md); reversing
 /// every other round makes each server follow each neighbour equally often, and cancels a
 /// steady drift across a pair of rounds.
 fn round_order(count: usize, round: usize) -> impl Iterator<Item = usize> {
