@@ -10,6 +10,8 @@
 //!   `--server-cpu` (a capped run where cgroups are writable, out-of-range percentages);
 //! - `reliability`: the server faults (descriptor exhaustion and leaks, slow readers, short
 //!   writes, resets while writing, connection cap, idle timeout), every server at once;
+//! - `docs_links`, `docs_facts`: the Markdown's links and Rust excerpts resolve, its quotations
+//!   are in the source files they name, and its figures match the committed benchmark runs;
 //! - `backends`: the `mini` server on epoll, poll and select past descriptor 1024 (only in a
 //!   build with all three backends).
 
