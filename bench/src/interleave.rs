@@ -4,13 +4,12 @@
 //!
 //! # Why
 //!
-//! On a machine shared with other tenants, a server's CPU per message drifts by 5–15% from one
-//! 2-second interval to the next, and two servers measured one after the other see different
-//! drifts: on the 2-core machine, the per-round ratio of two servers had a standard deviation
-//! of 10–20%, wider than the differences the bench is asked to show. Cutting each server's
-//! interval into slices of, say, 200 ms and alternating them spreads every server over the same
-//! seconds, so a drift slower than a slice hits them all alike and cancels in their ratio (in
-//! 200 ms turns the deviation was 4–8%; docs/benchmarks.md has the runs).
+//! On a machine shared with other tenants, a server's CPU per message drifts from one 2-second
+//! interval to the next, and two servers measured one after the other see different drifts,
+//! wider than the differences the bench is asked to show (docs/benchmarks.md has the figures).
+//! Cutting each server's interval into slices of, say, 200 ms and alternating them spreads
+//! every server over the same seconds, so a drift slower than a slice hits them all alike and
+//! cancels in their ratio.
 //!
 //! # How
 //!
@@ -143,9 +142,7 @@ async fn take_turns(
 /// in odd passes, `0, count - 1, ..., 1` in even ones.
 ///
 /// No server has two turns in a row, across passes too: a second turn would start with the
-/// server's memory still warm from its first, and on the 2-core machine a copy of `mini` that
-/// always ended a pass (forwards, then backwards, so it had every other pair of turns back to
-/// back) measured 5% cheaper than `mini` itself. And each server follows each of the others
+/// server's memory still warm from its first, which makes it look cheaper. And each server follows each of the others
 /// equally often over two passes with three servers: what one leaves in the caches (tokio
 /// touches more memory than the raw loop) weighs on all the others alike.
 fn turn_order(count: usize, pass: usize) -> impl Iterator<Item = usize> {

@@ -119,9 +119,11 @@ pub struct BenchArgs {
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=10_000))]
     slice: Option<u64>,
 
-    /// Directory for results.md, results.jsonl and the SVG charts.
-    #[arg(long, value_name = "DIR", default_value = "docs/bench")]
-    out: PathBuf,
+    /// Directory for results.md, results.jsonl and the SVG charts. `--out docs/bench` replaces
+    /// the committed results [default: bench/ in cargo's target directory: $CARGO_TARGET_DIR,
+    /// else the one this binary was built in, else ./target]
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
 }
 
 /// Runs the bench; an error if the arguments are wrong or if any point failed.
@@ -338,8 +340,7 @@ fn write_outputs(plan: &Plan, meta: &Meta, entries: &[Entry], markdown: &str) ->
 
 /// The order in which round `round` (from 1) runs `count` entries: forwards in odd rounds,
 /// backwards in even ones. With a fixed order each server would always follow the same one and
-/// inherit whatever that one leaves behind in the machine (on this 2-core machine, the same
-/// three servers in two fixed orders put `mini` 2% and 8% above `epoll` at C = 1000); reversing
+/// inherit whatever that one leaves behind in the machine (docs/benchmarks.md); reversing
 /// every other round makes each server follow each neighbour equally often, and cancels a
 /// steady drift across a pair of rounds.
 fn round_order(count: usize, round: usize) -> impl Iterator<Item = usize> {

@@ -16,6 +16,19 @@ const DEFAULTS: (&[usize], &[usize], f64, usize, &[usize]) =
 const QUICK: (&[usize], &[usize], f64, usize, &[usize]) =
     (&[1, 100], &[64, 16 * 1024], 0.5, 1, &[1000]);
 
+/// Where results go without `--out`: `bench/` in cargo's target directory, never a committed
+/// directory. That is `$CARGO_TARGET_DIR` if set, else the directory this binary was built in
+/// (`TARGET/release/echo`: cargo marks TARGET with a `CACHEDIR.TAG`), else `./target`.
+fn default_out() -> PathBuf {
+    let built_in = || {
+        let exe = std::env::current_exe().ok()?;
+        let target = exe.parent()?.parent()?;
+        target.join("CACHEDIR.TAG").is_file().then(|| target.to_path_buf())
+    };
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).or_else(built_in);
+    target.unwrap_or_else(|| PathBuf::from("target")).join("bench")
+}
+
 /// What the arguments resolve to.
 #[derive(Debug)]
 pub(super) struct Plan {
@@ -99,7 +112,7 @@ impl Plan {
             pipeline: args.pipeline,
             server_cpu: args.server_cpu,
             slice,
-            out: args.out,
+            out: args.out.unwrap_or_else(default_out),
         })
     }
 

@@ -12,7 +12,7 @@
 //! - [`epoll`]: non-blocking calls, one thread in a hand-written edge-triggered `epoll` loop that
 //!   learns only which sockets became ready; no runtime, so the ceiling for `mini`.
 //! - [`mini`]: async tasks on the `mini` runtime, written like `threaded` but run like `epoll`.
-//! - `tokio_peer` (cargo feature `tokio` only): the same tasks on tokio, current-thread
+//! - `tokio_peer` (cargo feature `tokio` only): the same server on tokio, current-thread
 //!   (`--runtime tokio-current`) and multi-thread (`--runtime tokio-multi`), for comparison.
 //!
 //! Shared pieces: [`listen`] makes the listening socket, [`syscall`] turns `errno` into errors, [`transform`] computes the reply,

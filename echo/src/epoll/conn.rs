@@ -56,7 +56,7 @@ pub(super) struct Conn {
     pub(super) queued: bool,
     /// With `--idle-timeout`, when a byte last moved either way (or the connection was
     /// accepted): the timeout counts from here. `None` without one: nobody asks, and reading
-    /// the clock for every message would cost this loop about 2% of its CPU.
+    /// the clock for every message would cost this loop, the benchmarks' reference, CPU.
     pub(super) last_active: Option<Instant>,
     /// Tells this connection from a later one in the same slot, in
     /// [`Server::idle`](super::Server::idle).

@@ -66,8 +66,9 @@
 //! `mini` on its epoll backend makes the same system calls: one `epoll_ctl` per socket, one
 //! `epoll_wait` per turn, `recv` and `send` until `EWOULDBLOCK`. On top it does a runtime's
 //! bookkeeping: it maps each event to a waker, queues the task, polls its boxed future, which
-//! calls back into the reactor to try the syscall, and each task keeps its 16 KiB buffer while
-//! idle. This loop does none of that: the event goes straight to the code that uses it. So a
+//! calls back into the reactor to try the syscall. This loop does none of that: the event goes
+//! straight to the code that uses it (both share one read buffer and keep none per idle
+//! connection). So a
 //! readiness-based runtime can approach this server's throughput and latency but not pass it; the
 //! gap between the two is the runtime's overhead.
 //!

@@ -1,7 +1,8 @@
 //! `echo bench`: a tiny run writes its table and one JSON line per point; a point that fails is
 //! reported while the others still run; an unknown server name is refused up front; `--server-cpu`
 //! caps the servers in a cgroup (where cgroups are writable) and refuses a percentage out of
-//! 1..=100; `--slice` runs the servers of a load point together, in turns, and refuses `spin`.
+//! 1..=100; `--slice` runs the servers of a load point together, in turns, and refuses `spin`;
+//! without `--out` the results go to cargo's target directory, never to the committed ones.
 //!
 //! The runs are kept to a second or two of measuring (`--duration 0.3`, one round, a handful of
 //! connections): these tests check the plumbing, not the figures.
@@ -150,6 +151,24 @@ fn a_tiny_run_reports_every_point() {
         assert!(read(&out.0.join(chart)).starts_with("<svg"), "{chart}");
     }
     assert!(done.stderr.contains("[4/4]"), "no progress lines: {}", done.stderr);
+}
+
+#[test]
+fn without_out_results_go_to_the_target_directory() {
+    // Never into the committed docs/bench: into bench/ of cargo's target directory, here a
+    // fresh one named by CARGO_TARGET_DIR.
+    let target = OutDir::new("default-out");
+    let args = ["bench", "--servers", "epoll", "--connections", "2", "--sizes", "64"];
+    let rest = ["--duration", "0.3", "--rounds", "1", "--idle", "0"];
+    let done = std::process::Command::new(crate::util::ECHO)
+        .args([&args[..], &rest[..]].concat())
+        .env("CARGO_TARGET_DIR", target.path())
+        .output()
+        .expect("run echo bench");
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let written = target.0.join("bench");
+    assert!(String::from_utf8_lossy(&done.stderr).contains(&*written.to_string_lossy()));
+    assert!(read(&written.join("results.jsonl")).contains("\"server\":\"epoll\""));
 }
 
 #[test]

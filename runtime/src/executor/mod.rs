@@ -235,8 +235,7 @@ impl Executor {
     /// Polls one task, if it still exists (a late wake-up finds nothing).
     ///
     /// Inlined into `block_on`'s loop, the rare cases out of line: a busy server runs it once
-    /// per message, and as a call of its own it spent a quarter of its instructions saving and
-    /// restoring registers.
+    /// per message, and as a call of its own it would save and restore registers each time.
     #[inline(always)]
     fn run(&self, key: Key) {
         let mut tasks = self.tasks.borrow_mut();
