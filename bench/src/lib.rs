@@ -8,22 +8,22 @@
 //! # What a run does
 //!
 //! For each round, for each server, for each point of the matrix, a fresh server child is
-//! started (this binary, `--runtime NAME --addr 127.0.0.1:0`, see [`server`]) on one core, and
+//! started (the `echo` binary that called [`run`], `--runtime NAME --addr 127.0.0.1:0`, see `server.rs`) on one core, and
 //! measured from the other core:
 //!
-//! - a *load point* (C connections, S-byte messages) runs the closed-loop generator of [`load`]
+//! - a *load point* (C connections, S-byte messages) runs the closed-loop generator of `load.rs`
 //!   on the `mini` runtime: warm-up, then a measured interval of `--duration` seconds;
 //! - an *idle point* (N connections) holds N silent connections for `--duration` seconds
-//!   ([`idle`]).
+//!   (`idle.rs`).
 //!
 //! Rounds are interleaved (round 1 of every server, then round 2, ...), so that a disturbance of
 //! the machine hits one round of several servers rather than every round of one; each figure
 //! reported is the median over the rounds. With `--slice MS`, a load point goes further: all its
 //! servers run at once and the load moves between them every MS milliseconds, so that they are
-//! measured over the same seconds ([`interleave`]). A point that fails (the server does not
+//! measured over the same seconds (`interleave.rs`). A point that fails (the server does not
 //! start, dies, or breaks a connection or a reply) is reported as failed, the bench goes on with
-//! the others, and exits non-zero at the end. [`report`] writes the Markdown table, [`json`] the
-//! JSON lines, [`chart`] the SVG charts, [`measure`] reads `/proc` and `getrusage`.
+//! the others, and exits non-zero at the end. `report.rs` writes the Markdown table, `json.rs` the
+//! JSON lines, `chart.rs` the SVG charts, `measure.rs` reads `/proc` and `getrusage`.
 //!
 //! # Cores
 //!
@@ -32,7 +32,7 @@
 //! one CPU nothing is pinned, and the figures say so.
 //!
 //! With `--server-cpu PERCENT`, each server also runs in a cgroup whose CPU quota is PERCENT of
-//! one core ([`cgroup`]): the server, not the load generator, is then the bottleneck, and its
+//! one core (`cgroup.rs`): the server, not the load generator, is then the bottleneck, and its
 //! busy figure is reported as a fraction of that allowance.
 
 mod cgroup;
