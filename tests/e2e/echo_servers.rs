@@ -74,7 +74,7 @@ macro_rules! server_suite {
     )*};
 }
 
-server_suite!(mini, threaded, spin, select, epoll);
+server_suite!(mini, threaded, spin, select, epoll, sigio);
 #[cfg(feature = "tokio")]
 server_suite!(tokio_current = "tokio-current", tokio_multi = "tokio-multi");
 

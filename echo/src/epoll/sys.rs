@@ -61,7 +61,7 @@ impl Epoll {
 }
 
 /// Accepts one connection, non-blocking and close-on-exec from the start (one call, not three).
-pub(super) fn accept(listener: BorrowedFd<'_>) -> io::Result<(OwnedFd, SocketAddr)> {
+pub(crate) fn accept(listener: BorrowedFd<'_>) -> io::Result<(OwnedFd, SocketAddr)> {
     // SAFETY: sockaddr_storage is plain data, for which all-zero bytes are a valid value.
     let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
     let fd = retry(|| {
@@ -162,7 +162,7 @@ fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
 }
 
 /// Turns the C convention (-1 and `errno`) into an `io::Result`.
-fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+pub(crate) fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret == -1 {
         Err(io::Error::last_os_error())
     } else {
