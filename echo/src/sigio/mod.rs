@@ -218,7 +218,8 @@ impl Server {
         };
         let due = accept_due.into_iter().chain(self.idle_check_at).min();
         // Rounded up, so that the wait does not end just before what it waits for.
-        let left = |at: Instant| at.saturating_duration_since(Instant::now()) + Duration::from_millis(1);
+        let left =
+            |at: Instant| at.saturating_duration_since(Instant::now()) + Duration::from_millis(1);
         Some(due.map(left))
     }
 

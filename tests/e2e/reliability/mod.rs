@@ -15,6 +15,7 @@
 //! - `flow`: 3. a client that never reads, 4. large transfers with short writes;
 //! - `resets`: 5. a peer that resets while the server writes;
 //! - `limits`: 9. `--max-connections` and `--idle-timeout`;
+//! - `signals`: 11. the `sigio` server's signal queue overflowing;
 //! - `measure`: what the tests read of a server process (descriptors, CPU, memory) and its
 //!   descriptor limit.
 //!
@@ -27,6 +28,7 @@ mod flow;
 mod limits;
 mod measure;
 mod resets;
+mod signals;
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
