@@ -1,4 +1,4 @@
-//! The same suite run against each server the binary offers (`--runtime mini|threaded|spin|select`).
+//! The same suite run against each server the binary offers (`--runtime mini|threaded|spin|select|epoll|sigio`).
 //!
 //! Each case is a plain function taking the runtime's name; [`server_suite!`] turns every
 //! (server, case) pair into its own `#[test]`, named `echo_servers::<server>::<case>`, so a

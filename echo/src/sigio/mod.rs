@@ -27,7 +27,9 @@
 //! So each connection remembers its readiness and uses it up exactly as in [`crate::epoll`]
 //! (whose connection step [`Conn::drive`] this server shares): read until `EAGAIN` or a short
 //! read, send until the reply is out or `send` falls short. A new connection is served once
-//! without a signal, for what arrived before it was set up. Unlike epoll, every arriving segment
+//! without a signal, for what arrived before it was set up, and until `recv` says `EAGAIN` (a
+//! short read there proves nothing: its end of stream may wait behind the bytes, unannounced;
+//! [`Conn::note_unknown`]). Unlike epoll, every arriving segment
 //! raises a new signal, not only the first one after the queue was emptied, so a busy
 //! connection costs about one signal per message, and many name sockets already drained (those
 //! find `EAGAIN`, which is harmless).
@@ -40,8 +42,8 @@
 //! carries no descriptor: some socket, maybe many, changed, and which ones is lost. The server
 //! must then assume every socket may be ready. On `SIGIO` it throws away the queue (those
 //! records are covered by what follows, and taking them makes room for new ones), marks every
-//! connection readable and writable and the listener ready, and serves them all once
-//! ([`Server::scan`]): a `recv` per connection, most of which say `EAGAIN`. Nothing is lost,
+//! connection readable and writable and the listener ready, and serves them all once, each until
+//! `recv` says `EAGAIN` ([`Server::scan`]): a `recv` per connection, most of which say `EAGAIN`. Nothing is lost,
 //! but a turn now costs in proportion to the open connections, as in `select`, exactly when the
 //! server is busiest. It logs (at most once a second) that it fell back to a scan.
 //!
@@ -70,6 +72,7 @@
 //!
 //! [`Conn`]: crate::epoll::conn::Conn
 //! [`Conn::drive`]: crate::epoll::conn::Conn::drive
+//! [`Conn::note_unknown`]: crate::epoll::conn::Conn::note_unknown
 //! [`ACCEPTS_PER_TURN`]: crate::epoll::ACCEPTS_PER_TURN
 //!
 //! # Files
