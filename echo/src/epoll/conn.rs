@@ -52,8 +52,9 @@ pub(crate) struct Conn {
     /// The peer shut down its sending side (or the connection broke): the socket stays readable
     /// until `recv` returns 0, so a short read proves nothing.
     read_closed: bool,
-    /// What the kernel said was lost ([`Conn::note_unknown`]): until `recv` says `EAGAIN`, a
-    /// short read proves nothing either. Never set by the epoll server.
+    /// Until `recv` says `EAGAIN`, a short read proves nothing either: what the kernel said was
+    /// lost, or may have been used up by the wrong read ([`Conn::note_unknown`],
+    /// [`Conn::note_signal`]). Never set by the epoll server.
     unsure: bool,
     /// In [`Server::again`](super::Server::again): served in the next turn, not by its own events.
     pub(crate) queued: bool,
@@ -107,6 +108,19 @@ impl Conn {
     /// gone.
     pub(crate) fn note_unknown(&mut self) {
         (self.readable, self.writable, self.unsure) = (true, true, true);
+    }
+
+    /// Records what a signal says (`si_band`: the same bits as epoll's flags). A signal does not
+    /// tell bytes from the end of the stream: both are `POLLIN`. So when the connection cannot
+    /// read at once (its output waits for room, or it is queued), the announcements of the last
+    /// bytes and of the end may both be noted before its next read, which returns the bytes,
+    /// short of the end; then only `EAGAIN` or the end itself proves it drained.
+    pub(crate) fn note_signal(&mut self, band: u32) {
+        self.note(band);
+        let waits = self.queued || self.sent < self.pending.len();
+        if waits && band & libc::POLLIN as u32 != 0 {
+            self.unsure = true;
+        }
     }
 
     /// Echoes what the socket allows without waiting, up to [`READS_PER_TURN`] reads: read,

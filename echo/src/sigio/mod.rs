@@ -238,7 +238,7 @@ impl Server {
         }
         // Else a stale signal for a descriptor closed since: nothing to do.
         let Some(conn) = self.conn(fd) else { return };
-        conn.note(band);
+        conn.note_signal(band);
         if !conn.queued {
             self.drive(fd);
         }
