@@ -6,10 +6,10 @@
 //!
 //! Each socket is set up once with `fcntl` ([`sys::announce`]): `F_SETSIG` picks a real-time
 //! signal instead of the plain `SIGIO`, `F_SETOWN_EX` with `F_OWNER_TID` sends it to this thread
-//! only, and the `O_ASYNC` flag turns it on. From then on, whenever bytes arrive, a connection
-//! is queued, room frees up in the send buffer after a send fell short, or an error or hang-up
-//! happens, the kernel queues one signal whose `siginfo` carries the descriptor (`si_fd`) and
-//! what became possible (`si_band`: `POLLIN`, `POLLOUT`, `POLLERR`, `POLLHUP`).
+//! only, and the `O_ASYNC` flag turns it on. From then on, whenever bytes arrive, a client
+//! waits to be accepted, room frees up in the send buffer after a send fell short, or an error or
+//! hang-up happens, the kernel queues one signal whose `siginfo` carries the descriptor (`si_fd`)
+//! and what became possible (`si_band`: `POLLIN`, `POLLOUT`, `POLLERR`, `POLLHUP`).
 //!
 //! Nothing runs asynchronously here. Both signals are **blocked** in the serving thread (their
 //! default action is to end the process) before any socket gets `O_ASYNC`, so they wait in the
@@ -26,13 +26,18 @@
 //! socket stays ready, and a socket that was ready before `O_ASYNC` was set is never announced.
 //! So each connection remembers its readiness and uses it up exactly as in [`crate::epoll`]
 //! (whose connection step [`Conn::drive`] this server shares): read until `EAGAIN` or a short
-//! read, send until the reply is out or `send` falls short. A new connection is served once
-//! without a signal, for what arrived before it was set up, and until `recv` says `EAGAIN` (a
-//! short read there proves nothing: its end of stream may wait behind the bytes, unannounced;
-//! [`Conn::note_unknown`]). Unlike epoll, every arriving segment
-//! raises a new signal, not only the first one after the queue was emptied, so a busy
-//! connection costs about one signal per message, and many name sockets already drained (those
+//! read, send until the reply is out or `send` falls short. Unlike epoll, every arriving segment
+//! raises a new signal, not only the first one after the socket was drained, so a busy
+//! connection costs about one signal per message, and some name sockets already drained (those
 //! find `EAGAIN`, which is harmless).
+//!
+//! Two cases need more than a short read as proof that a socket is drained, because a signal
+//! does not tell bytes from the end of the stream (both are `POLLIN`; epoll says `EPOLLRDHUP`):
+//! a new connection, served once without a signal for what came before it was set up
+//! ([`Conn::note_unknown`]); and a connection that could not read when its signal came (its
+//! output waited for room, or it had used its turn), since its next read may return the last
+//! bytes short of an end whose signal is already spent ([`Conn::note_signal`]). Both read until
+//! `EAGAIN` or the end.
 //!
 //! # The bounded queue, and the overflow that names no socket
 //!
@@ -43,9 +48,9 @@
 //! must then assume every socket may be ready. On `SIGIO` it throws away the queue (those
 //! records are covered by what follows, and taking them makes room for new ones), marks every
 //! connection readable and writable and the listener ready, and serves them all once, each until
-//! `recv` says `EAGAIN` ([`Server::scan`]): a `recv` per connection, most of which say `EAGAIN`. Nothing is lost,
-//! but a turn now costs in proportion to the open connections, as in `select`, exactly when the
-//! server is busiest. It logs (at most once a second) that it fell back to a scan.
+//! `recv` says `EAGAIN` ([`Server::scan`]): a `recv` per connection, most of which say `EAGAIN`.
+//! Nothing is lost, but a turn now costs in proportion to the open connections, as in `select`,
+//! exactly when the server is busiest. It logs (at most once a second) that it fell back to a scan.
 //!
 //! # Why epoll replaced it
 //!
@@ -73,6 +78,7 @@
 //! [`Conn`]: crate::epoll::conn::Conn
 //! [`Conn::drive`]: crate::epoll::conn::Conn::drive
 //! [`Conn::note_unknown`]: crate::epoll::conn::Conn::note_unknown
+//! [`Conn::note_signal`]: crate::epoll::conn::Conn::note_signal
 //! [`ACCEPTS_PER_TURN`]: crate::epoll::ACCEPTS_PER_TURN
 //!
 //! # Files

@@ -4,6 +4,7 @@
 //! ([`resource_limit`], set in the server's process only), so that a few hundred busy clients
 //! overflow it for real.
 
+use std::net::SocketAddr;
 use std::thread;
 use std::time::Duration;
 
@@ -33,27 +34,8 @@ fn signal_queue_overflow_loses_nothing() {
         let server = Server::start_with(runtime, &[], limit);
         let addr = server.addr();
         let echoed: Result<Vec<()>, String> = thread::scope(|s| {
-            let clients: Vec<_> = (0..CLIENTS)
-                .map(|i| {
-                    s.spawn(move || {
-                        let stream = try_connect(addr).map_err(|e| format!("connect: {e}"))?;
-                        for round in 0..ROUNDS {
-                            let message = random_bytes(MESSAGE, (i * ROUNDS + round) as u64);
-                            match echo_once(&stream, &message) {
-                                Ok(reply) if reply == message => {}
-                                Ok(reply) => {
-                                    return Err(format!(
-                                        "client {i}, round {round}: {} bytes back, not the {MESSAGE} sent",
-                                        reply.len()
-                                    ))
-                                }
-                                Err(e) => return Err(format!("client {i}, round {round}: {e}")),
-                            }
-                        }
-                        Ok(())
-                    })
-                })
-                .collect();
+            let clients: Vec<_> =
+                (0..CLIENTS).map(|i| s.spawn(move || busy_client(addr, i))).collect();
             clients.into_iter().map(join).collect()
         });
         echoed.map_err(|e| fail(&server, &e))?;
@@ -78,4 +60,23 @@ fn signal_queue_overflow_loses_nothing() {
             cpu * 100.0
         ))
     });
+}
+
+/// Client `i`: [`ROUNDS`] random messages, each echoed exactly.
+fn busy_client(addr: SocketAddr, i: usize) -> Result<(), String> {
+    let stream = try_connect(addr).map_err(|e| format!("connect: {e}"))?;
+    for round in 0..ROUNDS {
+        let message = random_bytes(MESSAGE, (i * ROUNDS + round) as u64);
+        match echo_once(&stream, &message) {
+            Ok(reply) if reply == message => {}
+            Ok(reply) => {
+                return Err(format!(
+                    "client {i}, round {round}: a wrong or short echo ({} of {MESSAGE} bytes)",
+                    reply.len()
+                ))
+            }
+            Err(e) => return Err(format!("client {i}, round {round}: {e}")),
+        }
+    }
+    Ok(())
 }
