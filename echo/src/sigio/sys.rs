@@ -144,21 +144,26 @@ impl SignalQueue {
         Ok(Some(Signal { signo, fd: poll.fd, band: poll.band as u32 }))
     }
 
-    /// Throws away every signal queued: after an overflow they name sockets that a scan of all
-    /// of them serves anyway, and taking them makes room in the queue for new ones. Returns how
-    /// many.
+    /// Throws away the signals queued, up to [`MAX_DRAIN`]: after an overflow they name sockets
+    /// that a scan of all of them serves anyway, and taking them makes room in the queue for new
+    /// ones. Bounded, so that clients sending without pause cannot keep it going; any left are
+    /// taken as usual, and find their sockets drained. Returns how many.
     pub(super) fn drain(&mut self) -> io::Result<usize> {
         let mut thrown = Vec::with_capacity(BATCH);
         let mut total = 0;
-        loop {
+        while total < MAX_DRAIN {
             thrown.clear();
             match self.take(&mut thrown)? {
-                0 => return Ok(total),
+                0 => break,
                 n => total += n,
             }
         }
+        Ok(total)
     }
 }
+
+/// Signals one [`SignalQueue::drain`] throws away at most.
+const MAX_DRAIN: usize = 64 * BATCH;
 
 /// A `siginfo_t` as `sigtimedwait` fills it, readable as its `_sigpoll` member, which the
 /// `libc` crate does not expose.
