@@ -11,6 +11,9 @@
 //!   ready.
 //! - [`epoll`]: non-blocking calls, one thread in a hand-written edge-triggered `epoll` loop that
 //!   learns only which sockets became ready; no runtime, so the ceiling for `mini`.
+//! - [`sigio`]: non-blocking calls, one thread that takes a real-time signal naming each socket
+//!   that became ready (`O_ASYNC`, `F_SETSIG`), and scans them all when the signal queue
+//!   overflows; the model epoll replaced.
 //! - [`mini`]: async tasks on the `mini` runtime, written like `threaded` but run like `epoll`.
 //! - `tokio_peer` (cargo feature `tokio` only): the same server on tokio, current-thread
 //!   (`--runtime tokio-current`) and multi-thread (`--runtime tokio-multi`), for comparison.
@@ -32,6 +35,7 @@ mod mini;
 mod options;
 mod select;
 mod shed;
+mod sigio;
 mod spin;
 mod syscall;
 mod threaded;
@@ -133,6 +137,8 @@ enum Model {
     Select,
     /// A hand-written edge-triggered epoll loop, no runtime: one thread, the ceiling for mini.
     Epoll,
+    /// Signal-driven I/O: a real-time signal names each socket that became ready; one thread.
+    Sigio,
     /// Tokio's current-thread runtime, one task per connection: mini's peer.
     #[cfg(feature = "tokio")]
     TokioCurrent,
@@ -216,6 +222,7 @@ fn run_server(cli: &Cli) -> Result<()> {
         Model::Spin => spin::serve(listener, upper, opts),
         Model::Select => select::serve(listener, upper, opts),
         Model::Epoll => epoll::serve(listener, upper, opts),
+        Model::Sigio => sigio::serve(listener, upper, opts),
         #[cfg(feature = "tokio")]
         Model::TokioCurrent => tokio_peer::serve(listener, upper, tokio_peer::Flavor::Current),
         #[cfg(feature = "tokio")]

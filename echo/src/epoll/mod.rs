@@ -81,8 +81,10 @@
 //! once.
 
 mod accept;
-mod conn;
-mod sys;
+// The connection's step and the system calls are shared with the signal-driven server
+// (`crate::sigio`), which learns readiness another way and uses it up the same way.
+pub(crate) mod conn;
+pub(crate) mod sys;
 mod table;
 
 use std::cmp::Reverse;
@@ -107,7 +109,7 @@ use crate::BUF_SIZE;
 const READS_PER_TURN: usize = 32;
 
 /// Connections one turn may accept before the ready connections are served.
-const ACCEPTS_PER_TURN: usize = 128;
+pub(crate) const ACCEPTS_PER_TURN: usize = 128;
 
 /// Events one `epoll_wait` returns at most; any others are returned by the next one.
 const MAX_EVENTS: usize = 1024;

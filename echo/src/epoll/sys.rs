@@ -63,7 +63,7 @@ impl Epoll {
 }
 
 /// Accepts one connection, non-blocking and close-on-exec from the start (one call, not three).
-pub(super) fn accept(listener: BorrowedFd<'_>) -> io::Result<(OwnedFd, SocketAddr)> {
+pub(crate) fn accept(listener: BorrowedFd<'_>) -> io::Result<(OwnedFd, SocketAddr)> {
     // SAFETY: sockaddr_storage is plain data, for which all-zero bytes are a valid value.
     let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
     let fd = retry(|| {
