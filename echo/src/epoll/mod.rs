@@ -80,7 +80,7 @@
 //! its state and its read/transform/send step, and [`sys`] holds the system calls, each wrapped
 //! once.
 
-mod accept;
+pub(crate) mod accept;
 // The connection's step and the system calls are shared with the signal-driven server
 // (`crate::sigio`), which learns readiness another way and uses it up the same way.
 pub(crate) mod conn;
@@ -98,11 +98,11 @@ use std::time::Instant;
 
 use log::debug;
 
+use self::accept::Acceptor;
 use self::conn::Step;
 use self::sys::Epoll;
 use self::table::Conns;
 use crate::options::{self, ConnOptions};
-use crate::shed::Shedder;
 use crate::BUF_SIZE;
 
 /// Reads one connection may do per turn before the other ready ones get theirs.
@@ -125,15 +125,13 @@ pub fn serve(listener: TcpListener, upper: bool, opts: ConnOptions) -> io::Resul
     epoll.add(listener.as_fd(), LISTENER, libc::EPOLLIN | libc::EPOLLET)?;
     let mut server = Server {
         epoll,
-        listener,
+        // Its first event reports any client already waiting.
+        acceptor: Acceptor::new(listener, false),
         upper,
         conns: Conns::default(),
         buf: vec![0; BUF_SIZE].into_boxed_slice(),
-        listener_ready: false,
-        accept_paused_until: None,
         again: Vec::new(),
         opts,
-        shedder: Shedder::new(),
         idle: BinaryHeap::new(),
         next_serial: 0,
     };
@@ -172,26 +170,19 @@ pub fn serve(listener: TcpListener, upper: bool, opts: ConnOptions) -> io::Resul
 struct Server {
     /// The epoll instance; the listener and every connection are in it once.
     epoll: Epoll,
-    /// The listening socket, non-blocking.
-    listener: TcpListener,
+    /// The listening socket, and whether clients wait in its queue.
+    acceptor: Acceptor,
     /// Whether replies are upper-cased (`--upper`).
     upper: bool,
     /// The open connections, indexed by their epoll token.
     conns: Conns,
     /// The one read buffer: each read lands here and is sent on from here.
     buf: Box<[u8]>,
-    /// Whether connections may be waiting in the accept queue: set by the listener's event,
-    /// cleared by EAGAIN. Edge-triggered, so the kernel will not say it twice.
-    listener_ready: bool,
-    /// While accepting is paused for want of resources: until when.
-    accept_paused_until: Option<Instant>,
     /// Connections that used their read budget with work left (each marked `queued`), to be
     /// served next turn. No event will come for them: the readiness was already reported.
     again: Vec<usize>,
     /// `--max-connections`, `--idle-timeout`, `--send-buffer`.
     opts: ConnOptions,
-    /// Closes the waiting clients when out of descriptors.
-    shedder: Shedder,
     /// With `--idle-timeout`: (deadline, serial, token) of each open connection, earliest first.
     /// A deadline is at most the connection's real one (bytes may have moved since); entries of
     /// closed connections stay until they come up, and are recognised by their serial.
@@ -206,13 +197,8 @@ impl Server {
         if !self.again.is_empty() {
             return 0;
         }
-        let accept_due = match (self.listener_ready, self.accept_paused_until) {
-            (false, _) => None,
-            (true, None) => return 0, // the accept budget ran out with connections still queued
-            (true, Some(until)) => Some(until),
-        };
         let idle_due = self.idle.peek().map(|Reverse((at, _, _))| *at);
-        match accept_due.into_iter().chain(idle_due).min() {
+        match self.acceptor.due().into_iter().chain(idle_due).min() {
             None => -1,
             Some(at) => {
                 // Rounded up, so the wait does not end just before what it waits for.
@@ -225,7 +211,7 @@ impl Server {
     /// Records one event and serves the connection it names.
     fn on_event(&mut self, token: u64, flags: u32) {
         if token == LISTENER {
-            self.listener_ready = true;
+            self.acceptor.set_ready();
             return;
         }
         let token = token as usize; // tokens are indices into `conns`, so they fit

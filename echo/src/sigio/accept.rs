@@ -1,59 +1,24 @@
-//! How the signal-driven server takes connections in: it accepts the listener's queue, up to a
-//! budget per turn; sheds or pauses when `accept` fails; refuses a connection past
-//! `--max-connections`; and sets the others up to be announced by signal, filed under their
-//! descriptor number.
+//! How the signal-driven server takes connections in: epoll's `Acceptor` accepts the listener's
+//! queue, and sheds or pauses when `accept` fails; the server takes up to a budget per turn,
+//! refuses a connection past `--max-connections`, and sets the others up to be announced by
+//! signal, filed under their descriptor number.
 
-use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::time::Instant;
 
 use log::{debug, warn};
 
 use super::{sys, Server};
 use crate::epoll::conn::Conn;
-use crate::epoll::sys::accept;
 use crate::epoll::ACCEPTS_PER_TURN;
-use crate::shed::Next;
 
 impl Server {
-    /// Accepts the connections waiting in the queue, up to [`ACCEPTS_PER_TURN`].
+    /// Accepts the connections waiting in the queue, up to [`ACCEPTS_PER_TURN`]; with the budget
+    /// used up, the acceptor stays ready and the next wait ends at once.
     pub(super) fn accept_all(&mut self) {
-        if !self.listener_ready {
-            return;
-        }
-        if let Some(until) = self.accept_paused_until {
-            if Instant::now() < until {
-                return;
-            }
-            self.accept_paused_until = None;
-        }
         for _ in 0..ACCEPTS_PER_TURN {
-            let e = match accept(self.listener.as_fd()) {
-                Ok((fd, peer)) => {
-                    self.shedder.accepted();
-                    self.register(fd, peer);
-                    continue;
-                }
-                Err(e) => e,
-            };
-            if e.kind() == io::ErrorKind::WouldBlock {
-                self.listener_ready = false; // the next client brings a signal
-                return;
-            }
-            match self.shedder.accept_failed(&e, self.listener.as_fd()) {
-                Next::Retry => {} // that one connection failed
-                // The waiting clients were closed and the queue was seen empty.
-                Next::Shed => {
-                    self.listener_ready = false;
-                    return;
-                }
-                // `listener_ready` stays set: accepting resumes after the pause.
-                Next::Pause => {
-                    self.accept_paused_until = Some(Instant::now() + crate::ACCEPT_PAUSE);
-                    return;
-                }
-            }
+            let Some((fd, peer)) = self.acceptor.accept() else { return };
+            self.register(fd, peer);
         }
     }
 

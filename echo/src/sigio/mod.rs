@@ -99,9 +99,9 @@ use std::time::{Duration, Instant};
 use log::{debug, info};
 
 use self::sys::{Signal, SignalQueue};
+use crate::epoll::accept::Acceptor;
 use crate::epoll::conn::{Conn, Step};
 use crate::options::{self, ConnOptions};
-use crate::shed::Shedder;
 
 /// How often at most the server logs that the signal queue overflowed.
 const OVERFLOW_LOG_EVERY: Duration = Duration::from_secs(1);
@@ -115,17 +115,14 @@ pub fn serve(listener: TcpListener, upper: bool, opts: ConnOptions) -> io::Resul
     let mut server = Server {
         queue,
         tid,
-        listener,
+        // Clients may have queued before `O_ASYNC` was set, and no signal says so.
+        acceptor: Acceptor::new(listener, true),
         upper,
         conns: Vec::new(),
         open: 0,
         buf: vec![0; crate::BUF_SIZE].into_boxed_slice(),
-        // Clients may have queued before `O_ASYNC` was set, and no signal says so.
-        listener_ready: true,
-        accept_paused_until: None,
         again: Vec::new(),
         opts,
-        shedder: Shedder::new(),
         idle_check_at: None,
         overflows: 0,
         overflow_logged_at: None,
@@ -179,8 +176,9 @@ struct Server {
     queue: SignalQueue,
     /// This thread, the owner of every socket's signals.
     tid: libc::pid_t,
-    /// The listening socket, non-blocking, with `O_ASYNC`.
-    listener: TcpListener,
+    /// The listening socket, non-blocking, with `O_ASYNC`, and whether clients wait in its
+    /// queue.
+    acceptor: Acceptor,
     /// Whether replies are upper-cased (`--upper`).
     upper: bool,
     /// The open connections, indexed by descriptor number, which is what a signal names. A
@@ -191,18 +189,11 @@ struct Server {
     open: usize,
     /// The one read buffer: each read lands here and is sent on from here.
     buf: Box<[u8]>,
-    /// Whether connections may be waiting in the accept queue: set by the listener's signal,
-    /// cleared by `EAGAIN`.
-    listener_ready: bool,
-    /// While accepting is paused for want of resources: until when.
-    accept_paused_until: Option<Instant>,
     /// Descriptors of the connections to serve next turn without a signal (each marked
     /// `queued`): those that used their read budget, and the new ones.
     again: Vec<i32>,
     /// `--max-connections`, `--idle-timeout`, `--send-buffer`.
     opts: ConnOptions,
-    /// Closes the waiting clients when out of descriptors.
-    shedder: Shedder,
     /// With `--idle-timeout`: when to look for idle connections, at most the earliest deadline
     /// of any (a deadline only moves later as bytes move, and a new connection's comes after
     /// every open one's). `None` with no connection.
@@ -220,12 +211,10 @@ impl Server {
         if !self.again.is_empty() {
             return None;
         }
-        let accept_due = match (self.listener_ready, self.accept_paused_until) {
-            (false, _) => None,
-            (true, None) => return None, // the accept budget ran out with clients still queued
-            (true, Some(until)) => Some(until),
-        };
-        let due = accept_due.into_iter().chain(self.idle_check_at).min();
+        let due = self.acceptor.due().into_iter().chain(self.idle_check_at).min();
+        if due.is_some_and(|at| at <= Instant::now()) {
+            return None; // the accept budget ran out with clients still queued
+        }
         // Rounded up, so that the wait does not end just before what it waits for.
         let left =
             |at: Instant| at.saturating_duration_since(Instant::now()) + Duration::from_millis(1);
@@ -238,8 +227,8 @@ impl Server {
 
     /// Records one signal and serves the connection it names.
     fn on_signal(&mut self, fd: i32, band: u32) {
-        if fd == self.listener.as_raw_fd() {
-            self.listener_ready = true;
+        if fd == self.acceptor.listener().as_raw_fd() {
+            self.acceptor.set_ready();
             return;
         }
         // Else a stale signal for a descriptor closed since: nothing to do.
@@ -265,7 +254,7 @@ impl Server {
             );
             (self.overflows, self.overflow_logged_at) = (0, Some(now));
         }
-        self.listener_ready = true;
+        self.acceptor.set_ready();
         for fd in 0..self.conns.len() as i32 {
             if let Some(conn) = self.conn(fd) {
                 conn.note_unknown();
