@@ -302,6 +302,8 @@ fn a_stale_sleep_never_cancels_a_timer_of_a_later_runtime() {
     watchdog(LIMIT, || {
         let deadline = Instant::now() + 20 * MS;
         let first = mini::Runtime::new().unwrap();
+        // The registered sleep is returned on purpose, to outlive its runtime.
+        #[allow(clippy::async_yields_async)]
         let stale = first.block_on(async {
             let mut stale = Box::pin(sleep_until(deadline));
             assert!(futures::poll!(stale.as_mut()).is_pending());
