@@ -3,7 +3,6 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
@@ -219,20 +218,7 @@ pub fn assert_serves(addr: SocketAddr) {
 
 /// Makes the next close of `stream` reset the connection (RST) instead of closing it (FIN).
 pub fn set_linger_zero(stream: &TcpStream) {
-    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
-    let len = libc::socklen_t::try_from(std::mem::size_of::<libc::linger>()).unwrap();
-    // SAFETY: the descriptor is open (borrowed from a live TcpStream), and the option value
-    // points to a `linger` that lives across the call, with its exact size as the length.
-    let rc = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            std::ptr::addr_of!(linger).cast(),
-            len,
-        )
-    };
-    assert_eq!(rc, 0, "setsockopt(SO_LINGER): {}", io::Error::last_os_error());
+    socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO)).expect("SO_LINGER");
 }
 
 /// `len` pseudo-random bytes (xorshift), so a body that comes back shifted or truncated cannot
