@@ -49,9 +49,10 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
 /// runtime's and its timer's key), never a pointer to the runtime, and finds the reactor through
 /// the runtime's thread-local context when it is polled. So libraries that demand thread-safe
 /// timers (hyper's `rt::Sleep`) can use it as it is. It can be created anywhere, but it must be
-/// polled on a runtime's thread (elsewhere it panics, saying so). Dropped or reset anywhere
-/// else, it cannot reach its timer: the timer then fires at its old deadline and wakes its task
-/// once for nothing, which every future tolerates.
+/// polled inside a runtime's `block_on` (elsewhere it panics, saying so). Dropped or reset
+/// anywhere else (another thread, or after `block_on` returned), it cannot reach its timer: the
+/// timer then fires at its old deadline and wakes its task once for nothing, which every
+/// future tolerates.
 #[must_use = "futures do nothing unless awaited"]
 pub struct Sleep {
     deadline: Instant,
