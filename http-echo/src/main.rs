@@ -63,8 +63,8 @@ struct Cli {
 enum Runtime {
     /// mini, through the mini-hyper adapter: one thread, one task per connection.
     Mini,
-    /// tokio's current-thread runtime, through hyper-util: the peer.
-    #[cfg(feature = "tokio")]
+    /// tokio's current-thread runtime, through hyper-util: the peer (in a build with the
+    /// `tokio` feature).
     Tokio,
 }
 
@@ -83,6 +83,12 @@ fn main() -> ExitCode {
 
 /// Binds, announces the address and serves. Returns only on error.
 fn run(cli: &Cli) -> Result<()> {
+    if matches!(cli.runtime, Runtime::Tokio) && !cfg!(feature = "tokio") {
+        anyhow::bail!(
+            "--runtime tokio needs a build with the `tokio` feature \
+             (cargo run -p http-echo --features tokio -- --runtime tokio)"
+        );
+    }
     exit_on_signals()?;
     let listener = bind(cli.addr).with_context(|| format!("cannot listen on {}", cli.addr))?;
     let local = listener.local_addr().context("cannot read the bound address")?;
@@ -96,6 +102,8 @@ fn run(cli: &Cli) -> Result<()> {
         Runtime::Mini => on_mini::serve(listener, settings),
         #[cfg(feature = "tokio")]
         Runtime::Tokio => on_tokio::serve(listener, settings),
+        #[cfg(not(feature = "tokio"))]
+        Runtime::Tokio => unreachable!("refused above"),
     };
     let stopped = served.with_context(|| format!("the server on {:?} stopped", cli.runtime));
     match stopped? {}

@@ -19,6 +19,13 @@ fn bad_flags_and_values_are_refused_with_a_clear_message() {
     fails(&["--header-timeout", "soon"], 2, "expected a positive number of seconds");
 }
 
+/// A build without the peer says which feature it lacks, rather than "invalid value".
+#[cfg(not(feature = "tokio"))]
+#[test]
+fn the_tokio_runtime_names_the_feature_it_needs() {
+    fails(&["--runtime", "tokio"], 1, "--runtime tokio needs a build with the `tokio` feature");
+}
+
 #[test]
 fn a_port_in_use_is_named_in_the_error() {
     let server = Server::start("mini", &[]);
