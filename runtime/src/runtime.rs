@@ -51,11 +51,27 @@ pub(crate) fn with_executor<R>(f: impl FnOnce(&Executor) -> R) -> Option<R> {
         .flatten()
 }
 
+/// Runs `f` with the number and the reactor of the runtime in `block_on` on this thread; `None`
+/// if there is none. For timers, whose handles hold that number rather than the reactor.
+pub(crate) fn with_reactor<R>(f: impl FnOnce(u16, &Reactor) -> R) -> Option<R> {
+    CURRENT
+        .try_with(|current| {
+            let current = current.try_borrow().ok()?;
+            let handle = current.as_ref()?;
+            Some(f(handle.executor.number(), &handle.reactor))
+        })
+        .ok()
+        .flatten()
+}
+
+/// The panic of a runtime function called outside a runtime; `what` names it.
+pub(crate) fn no_runtime(what: &str) -> ! {
+    panic!("{what} must be used inside a mini runtime (within mini::block_on)")
+}
+
 /// The running runtime's parts; `what` names the caller in the panic message.
 pub(crate) fn current(what: &str) -> Handle {
-    CURRENT.with(|current| current.borrow().clone()).unwrap_or_else(|| {
-        panic!("{what} must be used inside a mini runtime (within mini::block_on)")
-    })
+    CURRENT.with(|current| current.borrow().clone()).unwrap_or_else(|| no_runtime(what))
 }
 
 impl Runtime {

@@ -9,7 +9,6 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -45,11 +44,27 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
 }
 
 /// The future returned by [`sleep`] and [`sleep_until`]. Dropping it cancels the timer.
+///
+/// A `Sleep` is `Send + Sync`, as a waker is, and for the same reason: it holds numbers (its
+/// runtime's and its timer's key), never a pointer to the runtime, and finds the reactor through
+/// the runtime's thread-local context when it is polled. So libraries that demand thread-safe
+/// timers (hyper's `rt::Sleep`) can use it as it is. It can be created anywhere, but it must be
+/// polled inside a runtime's `block_on` (elsewhere it panics, saying so). Dropped or reset
+/// anywhere else (another thread, or after `block_on` returned), it cannot reach its timer: the
+/// timer then fires at its old deadline and wakes its task once for nothing, which every
+/// future tolerates.
 #[must_use = "futures do nothing unless awaited"]
 pub struct Sleep {
     deadline: Instant,
     /// Set on the first poll that finds the deadline in the future.
-    registration: Option<(Rc<Reactor>, TimerKey)>,
+    registration: Option<Registration>,
+}
+
+/// Where a [`Sleep`]'s timer is: which runtime's reactor, under which key.
+#[derive(Clone, Copy)]
+struct Registration {
+    runtime: u16,
+    key: TimerKey,
 }
 
 impl Sleep {
@@ -62,26 +77,28 @@ impl Sleep {
     /// waiting on it is woken at the new deadline, without polling it again.
     pub fn reset(&mut self, deadline: Instant) {
         self.deadline = deadline;
-        if let Some((reactor, key)) = &mut self.registration {
-            *key = reactor.move_timer(*key, deadline);
+        if let Some(registration) = self.registration.take() {
+            // Away from its runtime the timer is forgotten instead; the next poll sets a new one.
+            self.registration = registration.on_its_runtime(|reactor, key| Registration {
+                key: reactor.move_timer(key, deadline),
+                ..registration
+            });
         }
     }
 
     fn cancel(&mut self) {
-        if let Some((reactor, key)) = self.registration.take() {
-            reactor.remove_timer(key);
+        if let Some(registration) = self.registration.take() {
+            registration.on_its_runtime(|reactor, key| reactor.remove_timer(key));
         }
     }
-}
 
-impl Future for Sleep {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll_on(&mut self, runtime: u16, reactor: &Reactor, cx: &mut Context<'_>) -> Poll<()> {
         // Still in the timer queue: not yet due (the reactor removes a timer when it is), so no
-        // need to read the clock; just keep the waker current.
-        if let Some((reactor, key)) = &self.registration {
-            if reactor.update_timer(*key, cx.waker()) {
+        // need to read the clock; just keep the waker current. (A timer set on another runtime
+        // is not found, and the sleep registers here as if new: see the type's docs.)
+        if let Some(registration) = self.registration {
+            if registration.runtime == runtime && reactor.update_timer(registration.key, cx.waker())
+            {
                 return Poll::Pending;
             }
         }
@@ -90,11 +107,30 @@ impl Future for Sleep {
             return Poll::Ready(());
         }
         // The first poll, with the deadline still ahead: register.
-        let reactor = crate::runtime::current("mini::time::sleep").reactor;
         let key = reactor.insert_timer(self.deadline, cx.waker().clone());
         trace!("timer: task sleeps until {:?} from now", self.deadline - Instant::now());
-        self.registration = Some((reactor, key));
+        self.registration = Some(Registration { runtime, key });
         Poll::Pending
+    }
+}
+
+impl Registration {
+    /// Runs `f` with the reactor that holds this timer, if this thread is running its runtime.
+    fn on_its_runtime<R>(self, f: impl FnOnce(&Reactor, TimerKey) -> R) -> Option<R> {
+        crate::runtime::with_reactor(|runtime, reactor| {
+            (runtime == self.runtime).then(|| f(reactor, self.key))
+        })
+        .flatten()
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        crate::runtime::with_reactor(|runtime, reactor| this.poll_on(runtime, reactor, cx))
+            .unwrap_or_else(|| crate::runtime::no_runtime("mini::time::sleep"))
     }
 }
 

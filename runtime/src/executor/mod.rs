@@ -115,6 +115,11 @@ impl Executor {
         })
     }
 
+    /// This runtime's number, which its wakers and timers carry.
+    pub(crate) fn number(&self) -> u16 {
+        self.runtime
+    }
+
     /// Adds a task and queues it for its first poll. Returns its key (which `abort` takes).
     pub(crate) fn spawn(&self, future: Pin<Box<dyn Future<Output = ()>>>) -> Key {
         let task = Task { future: Some(future), queued: true, aborted: false };

@@ -3,7 +3,9 @@
 
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice, Read, Write};
+use std::mem::MaybeUninit;
 use std::net;
+use std::os::fd::AsRawFd;
 use std::task::{ready, Context, Poll};
 
 use crate::reactor::{Direction, Source};
@@ -23,6 +25,17 @@ impl StreamIo {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let n = ready!(self.0.poll_io(cx, Direction::Read, |mut s| s.read(buf)))?;
+        self.after_read(n, buf.len());
+        Poll::Ready(Ok(n))
+    }
+
+    pub(crate) fn poll_read_uninit(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [MaybeUninit<u8>],
+    ) -> Poll<io::Result<usize>> {
+        let read = |s: &net::TcpStream| super::socket::recv_uninit(s.as_raw_fd(), buf);
+        let n = ready!(self.0.poll_io(cx, Direction::Read, read))?;
         self.after_read(n, buf.len());
         Poll::Ready(Ok(n))
     }

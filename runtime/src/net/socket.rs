@@ -1,13 +1,24 @@
 //! The few socket calls that `std::net` cannot make for us: accepting straight into a
-//! non-blocking socket, and starting a connect without waiting for it. Plus the conversions
+//! non-blocking socket, starting a connect without waiting for it, and receiving into memory
+//! that is not initialised. Plus the conversions
 //! between `SocketAddr` and the C `sockaddr` structures those calls take.
 
 use std::io;
-use std::mem;
+use std::mem::{self, MaybeUninit};
 use std::net::{self, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use crate::sys::check;
+
+/// Receives into `buf`, whose bytes need not be initialised: the kernel writes them, so nothing
+/// is zeroed first. On `Ok(n)`, the first `n` bytes of `buf` are initialised.
+pub(crate) fn recv_uninit(fd: RawFd, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+    // SAFETY: recv(2) writes at most `buf.len()` bytes at `buf`'s start, memory we borrow
+    // mutably for the call and that has `u8`'s layout; it never reads them, so they need not be
+    // initialised. (MSG_NOSIGNAL matters only for sends.)
+    let n = check(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) })?;
+    Ok(n as usize)
+}
 
 /// Accepts one connection on the non-blocking listener `fd`. The new socket is created
 /// non-blocking and close-on-exec in the same call (`accept4`), saving a syscall per connection.

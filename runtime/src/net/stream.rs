@@ -2,9 +2,11 @@
 
 use std::future::{poll_fn, Future};
 use std::io;
+use std::mem::MaybeUninit;
 use std::net::{self, Shutdown, SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::rc::Rc;
+use std::task::{Context, Poll};
 
 use super::io::StreamIo;
 use super::{socket, OwnedReadHalf, OwnedWriteHalf};
@@ -82,6 +84,37 @@ impl TcpStream {
         buf: &'a mut [u8],
     ) -> impl Future<Output = io::Result<usize>> + 'a {
         self.io.read(buf)
+    }
+
+    /// The poll form of [`read`](Self::read), into memory that need not be initialised (a
+    /// `Vec`'s spare capacity, the read buffer of a library such as hyper): the kernel writes
+    /// the bytes, so nothing is zeroed first. On `Ready(Ok(n))` the first `n` elements of `buf`
+    /// are initialised; `0` means the peer closed its side (or `buf` is empty).
+    ///
+    /// ```
+    /// use std::future::poll_fn;
+    /// use mini::net::{TcpListener, TcpStream};
+    ///
+    /// mini::block_on(async {
+    ///     let listener = TcpListener::bind("127.0.0.1:0")?;
+    ///     let mut client = TcpStream::connect(listener.local_addr()?).await?;
+    ///     let (mut server, _) = listener.accept().await?;
+    ///     client.write_all(b"hi").await?;
+    ///     let mut buf: Vec<u8> = Vec::with_capacity(16);
+    ///     let n = poll_fn(|cx| server.poll_read_uninit(cx, buf.spare_capacity_mut())).await?;
+    ///     // SAFETY: the read initialised the first `n` bytes of the spare capacity.
+    ///     unsafe { buf.set_len(n) };
+    ///     assert_eq!(buf, b"hi");
+    ///     Ok::<(), std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn poll_read_uninit(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut [MaybeUninit<u8>],
+    ) -> Poll<io::Result<usize>> {
+        self.io.poll_read_uninit(cx, buf)
     }
 
     /// Reads exactly `buf.len()` bytes; an `UnexpectedEof` error if the stream ends first.

@@ -5,25 +5,33 @@
 //! front. The sequence number makes equal deadlines distinct and fires them in the order they were
 //! set. Inserting and removing cost O(log n); a hashed timer wheel would be O(1) but much longer
 //! to read.
+//!
+//! The sequence numbers come from one counter for the whole process, so a key names one timer
+//! in one runtime, ever: a [`Sleep`](crate::time::Sleep) holds its key and its runtime's number,
+//! not the reactor, and a key kept past its runtime (whose number a new runtime may reuse) can
+//! never match, and cancel, a timer of another.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Waker;
 use std::time::Instant;
 
 /// Names one registered timer, so its waker can be replaced or the timer cancelled.
 pub(crate) type TimerKey = (Instant, u64);
 
+/// The next timer's sequence number, in every runtime (see the module docs). Relaxed: only
+/// uniqueness and, within one thread, increasing order are needed.
+static NEXT_SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
 /// Pending timers in deadline order.
 #[derive(Debug, Default)]
 pub(crate) struct Timers {
     pending: BTreeMap<TimerKey, Waker>,
-    next_sequence: u64,
 }
 
 impl Timers {
     pub(crate) fn insert(&mut self, deadline: Instant, waker: Waker) -> TimerKey {
-        let key = (deadline, self.next_sequence);
-        self.next_sequence += 1;
+        let key = (deadline, NEXT_SEQUENCE.fetch_add(1, Ordering::Relaxed));
         self.pending.insert(key, waker);
         key
     }

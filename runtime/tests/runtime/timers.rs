@@ -267,3 +267,54 @@ fn a_reset_sleep_wakes_its_waiting_task_at_the_new_deadline() {
         assert!(start.elapsed() >= 10 * MS);
     });
 }
+
+/// A `Sleep` holds numbers, not the runtime (so it is `Send + Sync`, for hyper): made on any
+/// thread, it works when polled on the runtime's; dropped on another thread after it
+/// registered, its timer fires once for nothing and the runtime carries on.
+#[test]
+fn a_sleep_may_be_made_and_dropped_on_other_threads() {
+    run(|| async {
+        let made_elsewhere = std::thread::spawn(|| sleep(10 * MS)).join().unwrap();
+        let start = Instant::now();
+        made_elsewhere.await;
+        assert!(start.elapsed() >= 10 * MS, "slept {:?}", start.elapsed());
+
+        let mut registered = Box::pin(sleep(5 * MS));
+        assert!(futures::poll!(registered.as_mut()).is_pending());
+        std::thread::spawn(move || drop(registered)).join().unwrap();
+        // Past the orphaned deadline: its spurious wake-up must do no harm.
+        assert_eq!(timeout(LIMIT, sleep(20 * MS)).await, Ok(()));
+    });
+}
+
+#[test]
+#[should_panic(expected = "mini::time::sleep must be used inside a mini runtime")]
+fn polling_a_sleep_outside_a_runtime_panics_clearly() {
+    futures::executor::block_on(sleep(10 * MS));
+}
+
+/// A timer key is unique in the process: a sleep registered in a runtime since dropped (whose
+/// number the next runtime may reuse), then dropped in another runtime, must not cancel that
+/// runtime's timer set for the very same deadline. (With a sequence per runtime both keys were
+/// `(deadline, 0)`, and the second sleep never woke.)
+#[test]
+fn a_stale_sleep_never_cancels_a_timer_of_a_later_runtime() {
+    watchdog(LIMIT, || {
+        let deadline = Instant::now() + 20 * MS;
+        let first = mini::Runtime::new().unwrap();
+        // The registered sleep is returned on purpose, to outlive its runtime.
+        #[allow(clippy::async_yields_async)]
+        let stale = first.block_on(async {
+            let mut stale = Box::pin(sleep_until(deadline));
+            assert!(futures::poll!(stale.as_mut()).is_pending());
+            stale
+        });
+        drop(first);
+        mini::block_on(async move {
+            let mut fresh = pin!(sleep_until(deadline));
+            assert!(futures::poll!(fresh.as_mut()).is_pending());
+            drop(stale);
+            assert_eq!(timeout(LIMIT, fresh).await, Ok(()), "the fresh timer was cancelled");
+        });
+    });
+}

@@ -25,6 +25,14 @@ fn wakers_and_errors_may_cross_threads() {
 }
 
 #[test]
+fn timers_may_cross_threads() {
+    // They hold numbers, not the runtime: hyper's `rt::Sleep` demands `Send + Sync`.
+    send_sync::<mini::time::Sleep>();
+    send_sync::<mini::time::Interval>();
+    send_sync::<mini::time::Timeout<std::future::Ready<()>>>();
+}
+
+#[test]
 fn errors_implement_std_error() {
     error::<mini::JoinError>();
     error::<mini::time::Elapsed>();
