@@ -4,7 +4,7 @@
 //! One test binary (one link) holding a list of modules:
 //! - `util`: start/reap servers, bounded socket I/O, deadlines, descriptor counts;
 //! - `echo_servers`: one suite generated for each server (`mini`, `threaded`, `spin`, `select`,
-//!   `epoll`, and with the `tokio` feature `tokio-current` and `tokio-multi`);
+//!   `epoll`, `uring`, and with the `tokio` feature `tokio-current` and `tokio-multi`);
 //! - `cli`: flags, errors, signals and the `client` subcommand;
 //! - `bench`: `echo bench` on a tiny matrix: its outputs, a failed point, a wrong server name,
 //!   `--server-cpu` (a capped run where cgroups are writable, out-of-range percentages);
