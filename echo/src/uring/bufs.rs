@@ -49,6 +49,10 @@ pub(super) struct Buffers {
     /// How many buffers were given back so far (a receive that found the ring empty may try
     /// again once this moved).
     given_back: u64,
+    /// The ledger of the invariant: `true` while buffer `bid` is in the ring. Checked at every
+    /// hand-over, so a buffer given back twice, or used while the kernel may fill it, stops the
+    /// server with a panic instead of mixing two connections' bytes.
+    in_ring: Vec<bool>,
 }
 
 impl Buffers {
@@ -63,7 +67,8 @@ impl Buffers {
         }
         // Zeroed and leaked: the kernel maps untouched pages lazily.
         let memory = vec![0u8; usize::from(COUNT) * SIZE].leak().as_mut_ptr();
-        let mut bufs = Buffers { entries, memory, tail: 0, given_back: 0 };
+        let in_ring = vec![false; usize::from(COUNT)];
+        let mut bufs = Buffers { entries, memory, tail: 0, given_back: 0, in_ring };
         for bid in 0..COUNT {
             bufs.give_back(bid);
         }
@@ -75,10 +80,17 @@ impl Buffers {
         Ok(bufs)
     }
 
+    /// Records that a completion handed buffer `bid` over: the caller holds it now.
+    pub(super) fn take(&mut self, bid: u16) {
+        let in_ring = &mut self.in_ring[usize::from(bid)];
+        assert!(*in_ring, "buffer {bid} handed over twice");
+        *in_ring = false;
+    }
+
     /// The bytes of buffer `bid`, which the caller holds (see the [module docs](self)).
     pub(super) fn get(&mut self, bid: u16) -> &mut [u8] {
-        assert!(bid < COUNT, "buffer id {bid} out of range");
-        // SAFETY: `bid` is in range, so the slice lies within the leaked memory; the caller
+        assert!(!self.in_ring[usize::from(bid)], "buffer {bid} used while in the ring");
+        // SAFETY: `bid` is in range (`in_ring` has COUNT entries), so the slice lies within the leaked memory; the caller
         // holds the buffer, so the kernel does not write to it, and `&mut self` keeps this the
         // only reference made here.
         unsafe { slice::from_raw_parts_mut(self.memory.add(usize::from(bid) * SIZE), SIZE) }
@@ -92,7 +104,9 @@ impl Buffers {
     /// Puts buffer `bid` back in the ring for the kernel to fill. The caller must hold it and
     /// have no operation reading from it.
     pub(super) fn give_back(&mut self, bid: u16) {
-        assert!(bid < COUNT, "buffer id {bid} out of range");
+        let in_ring = &mut self.in_ring[usize::from(bid)];
+        assert!(!*in_ring, "buffer {bid} given back twice");
+        *in_ring = true;
         let index = usize::from(self.tail & (COUNT - 1));
         // SAFETY: `index` < COUNT, so the entry lies within the ring. The kernel reads only the
         // entries before the published tail, and this one is at it, so it is ours to write. The

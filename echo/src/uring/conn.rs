@@ -143,6 +143,7 @@ impl Conn {
             return false;
         };
         // The buffer is ours now (see `Buffers`): keep it until its bytes are sent.
+        bufs.take(bid);
         let len = c.result as u32; // a completion with a buffer carries a byte count > 0
         if self.closing {
             bufs.give_back(bid);
@@ -262,7 +263,7 @@ impl Conn {
     /// Gives back every buffer the connection holds. Called just before it is dropped, when
     /// nothing of it is in flight.
     pub(super) fn release(&mut self, bufs: &mut Buffers) {
-        debug_assert!(!self.sending && self.recv == Recv::Idle);
+        assert!(!self.sending && self.recv == Recv::Idle, "released with an operation in flight");
         for held in self.out.drain(..) {
             bufs.give_back(held.bid);
         }

@@ -210,7 +210,14 @@ impl Server {
         match c.op {
             Op::Accept => self.on_accept(c),
             Op::Recv(key) => {
-                let Some(conn) = self.conns.get_mut(key) else { return Ok(()) };
+                let Some(conn) = self.conns.get_mut(key) else {
+                    // Cannot happen (see `Conns`); if it did, the buffer would still go back.
+                    if let Some(bid) = io_uring::cqueue::buffer_select(c.flags) {
+                        self.bufs.take(bid);
+                        self.bufs.give_back(bid);
+                    }
+                    return Ok(());
+                };
                 if conn.on_recv(c, &mut self.bufs, self.upper) {
                     self.starved.push(key);
                 }
