@@ -130,25 +130,33 @@ impl Conn {
         if !c.more() {
             self.recv = Recv::Idle; // the multishot receive is over; `settle` may post another
         }
-        let Some(bid) = cqueue::buffer_select(c.flags) else {
-            match c.error() {
-                None => self.read_closed = true, // 0 bytes: end of stream
-                Some(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                    self.starved = true;
-                    return true;
-                }
-                Some(e) if e.raw_os_error() == Some(libc::ECANCELED) => {} // we asked for it
-                Some(e) => self.fail(&e),
-            }
-            return false;
-        };
-        // The buffer is ours now (see `Buffers`): keep it until its bytes are sent.
-        bufs.take(bid);
-        let len = c.result as u32; // a completion with a buffer carries a byte count > 0
-        if self.closing {
-            bufs.give_back(bid);
-            return false;
+        // A completion that names a buffer hands it over: it is ours now (see `Buffers`).
+        let buffer = cqueue::buffer_select(c.flags);
+        if let Some(bid) = buffer {
+            bufs.take(bid);
         }
+        let (bid, len) = match (buffer, c.result) {
+            (Some(bid), n) if n > 0 && !self.closing => (bid, n as u32),
+            (buffer, _) => {
+                // No bytes to keep (end of stream may come with an empty buffer), or closing.
+                if let Some(bid) = buffer {
+                    bufs.give_back(bid);
+                }
+                match c.error() {
+                    None if c.result == 0 => self.read_closed = true, // end of stream
+                    None if self.closing => {}                        // bytes nobody will read
+                    None => self.fail(&io::Error::other("bytes received without a buffer")),
+                    Some(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                        self.starved = true;
+                        return true;
+                    }
+                    Some(e) if e.raw_os_error() == Some(libc::ECANCELED) => {} // we asked
+                    Some(e) => self.fail(&e),
+                }
+                return false;
+            }
+        };
+        // Keep the buffer until its bytes are sent.
         transform::apply(&mut bufs.get(bid)[..len as usize], upper);
         self.out.push_back(Held { bid, len });
         touch(&mut self.last_active);
@@ -159,26 +167,22 @@ impl Conn {
     }
 
     /// Takes the completion of the send. A short send leaves the rest for the next one; a
-    /// finished buffer goes back to the ring. Returns whether a buffer was given back.
-    pub(super) fn on_send(&mut self, c: Completion, bufs: &mut Buffers) -> bool {
+    /// finished buffer goes back to the ring.
+    pub(super) fn on_send(&mut self, c: Completion, bufs: &mut Buffers) {
         self.sending = false;
         let n = match c.error() {
             _ if c.result > 0 => c.result as u32,
-            Some(e) if e.raw_os_error() == Some(libc::ECANCELED) && self.closing => return false,
-            Some(e) => {
-                self.fail(&e);
-                return false;
-            }
+            Some(e) if e.raw_os_error() == Some(libc::ECANCELED) && self.closing => return,
+            Some(e) => return self.fail(&e),
             None => {
-                self.fail(&io::Error::new(io::ErrorKind::WriteZero, "send took no byte"));
-                return false;
+                return self.fail(&io::Error::new(io::ErrorKind::WriteZero, "send took no byte"))
             }
         };
         touch(&mut self.last_active);
-        let Some(front) = self.out.front() else { return false };
+        let Some(front) = self.out.front() else { return };
         self.sent += n;
         if self.sent < front.len {
-            return false; // a short send: `settle` sends the rest
+            return; // a short send: `settle` sends the rest
         }
         bufs.give_back(front.bid);
         self.out.pop_front();
@@ -186,7 +190,6 @@ impl Conn {
         if self.out.is_empty() {
             self.paused = false;
         }
-        true
     }
 
     /// Queues what the state calls for (see the [file docs](self)) and says whether the
