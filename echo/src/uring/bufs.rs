@@ -90,9 +90,9 @@ impl Buffers {
     /// The bytes of buffer `bid`, which the caller holds (see the [module docs](self)).
     pub(super) fn get(&mut self, bid: u16) -> &mut [u8] {
         assert!(!self.in_ring[usize::from(bid)], "buffer {bid} used while in the ring");
-        // SAFETY: `bid` is in range (`in_ring` has COUNT entries), so the slice lies within the leaked memory; the caller
-        // holds the buffer, so the kernel does not write to it, and `&mut self` keeps this the
-        // only reference made here.
+        // SAFETY: `bid` is in range (`in_ring` has COUNT entries), so the slice lies within the
+        // leaked memory; the caller holds the buffer, so the kernel does not write to it, and
+        // `&mut self` keeps this the only reference made here.
         unsafe { slice::from_raw_parts_mut(self.memory.add(usize::from(bid) * SIZE), SIZE) }
     }
 

@@ -17,14 +17,14 @@
 //! - **Multishot receive with a provided buffer ring** ([`bufs`]). One submission per connection
 //!   posts a completion each time bytes arrive. It names no buffer: the kernel takes one from a
 //!   ring of buffers the server lent it, so an idle connection holds no memory. (A buffer per
-//!   connection would cost 16 KiB per idle connection, as `mini`'s tasks do; the ring costs a
-//!   fixed pool, touched as it is used.)
+//!   connection would cost 16 KiB per idle connection, as in the `select` server; the ring
+//!   costs a fixed pool, touched as it is used.)
 //! - **Send** exactly the received bytes, transformed in place (`--upper`), from the same
 //!   buffer: no copy. A short send is sent on from where it stopped. One send per connection is
 //!   in flight at a time, since two may complete out of order; received buffers queue behind it.
 //!   The buffer goes back to the ring when its send completes.
 //! - **Flow control.** A connection whose peer does not read its replies has its sends stall, so
-//!   its queue grows; at `MAX_HELD` buffers its receive is cancelled, and it is posted again
+//!   its queue grows; at four buffers (`MAX_HELD`) its receive is cancelled, and posted again
 //!   only when the queue is empty. Then TCP flow control holds the client back, and the
 //!   server's memory stays bounded by the ring, whatever the clients do.
 //! - **Close** on end of stream (a receive of 0 bytes) once the last send has completed; on an
@@ -170,7 +170,8 @@ struct Server {
     ring: Ring,
     /// The receive buffers, lent to the kernel through the buffer ring.
     bufs: Buffers,
-    /// The listening socket. Dropped after nothing: the server lives until the process exits.
+    /// The listening socket, non-blocking. Declared after `ring`, so that a server that stops
+    /// drops the ring (which cancels the multishot accept) before it closes the listener.
     listener: TcpListener,
     /// Whether replies are upper-cased (`--upper`).
     upper: bool,
