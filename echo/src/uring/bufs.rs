@@ -126,3 +126,47 @@ impl Buffers {
         tail.store(self.tail, Ordering::Release);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! These set up a real ring: they need io_uring (Linux 5.19 for buffer rings).
+    use super::{Buffers, COUNT, SIZE};
+    use crate::uring::ring::Ring;
+
+    fn buffers() -> Buffers {
+        Buffers::new(&Ring::new().expect("io_uring")).expect("buffer ring")
+    }
+
+    #[test]
+    fn every_buffer_starts_in_the_ring_and_comes_back() {
+        let mut bufs = buffers();
+        assert_eq!(bufs.given_back(), u64::from(COUNT));
+        bufs.take(5);
+        assert_eq!(bufs.get(5).len(), SIZE);
+        bufs.get(5)[0] = 42;
+        bufs.give_back(5);
+        assert_eq!(bufs.given_back(), u64::from(COUNT) + 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "given back twice")]
+    fn a_buffer_given_back_twice_stops_the_server() {
+        let mut bufs = buffers();
+        bufs.give_back(3);
+    }
+
+    #[test]
+    #[should_panic(expected = "used while in the ring")]
+    fn a_buffer_in_the_ring_cannot_be_read() {
+        let mut bufs = buffers();
+        bufs.get(3);
+    }
+
+    #[test]
+    #[should_panic(expected = "handed over twice")]
+    fn a_buffer_is_handed_over_once() {
+        let mut bufs = buffers();
+        bufs.take(9);
+        bufs.take(9);
+    }
+}

@@ -200,3 +200,25 @@ pub(super) fn explain(e: io::Error) -> io::Error {
         format!("cannot set up io_uring: {e}: {why}; use --runtime epoll instead"),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Key, Op};
+
+    #[test]
+    fn user_data_round_trips() {
+        let keys = [Key::new(0, 0), Key::new(7, 3), Key::new(u32::MAX, (1 << 30) - 1)];
+        for key in keys {
+            for op in [Op::Accept, Op::Recv(key), Op::Send(key), Op::Cancel] {
+                assert_eq!(Op::from_user_data(op.user_data()), op);
+            }
+        }
+    }
+
+    #[test]
+    fn serials_wrap_but_tell_neighbours_apart() {
+        assert_eq!(Key::new(3, 1 << 30), Key::new(3, 0));
+        assert_ne!(Key::new(3, 41), Key::new(3, 42));
+        assert_ne!(Op::Recv(Key::new(3, 42)).user_data(), Op::Send(Key::new(3, 42)).user_data());
+    }
+}
