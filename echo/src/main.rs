@@ -14,6 +14,9 @@
 //! - [`sigio`]: non-blocking calls, one thread that takes a real-time signal naming each socket
 //!   that became ready (`O_ASYNC`, `F_SETSIG`), and scans them all when the signal queue
 //!   overflows; the model epoll replaced.
+//! - [`uring`]: one thread in a hand-written io_uring loop: it hands the kernel whole receives
+//!   and sends and learns when they are done, never whether a socket is ready; the completion
+//!   model, and its ceiling.
 //! - [`mini`]: async tasks on the `mini` runtime, written like `threaded` but run like `epoll`.
 //! - `tokio_peer` (cargo feature `tokio` only): the same server on tokio, current-thread
 //!   (`--runtime tokio-current`) and multi-thread (`--runtime tokio-multi`), for comparison.
@@ -42,6 +45,7 @@ mod threaded;
 #[cfg(feature = "tokio")]
 mod tokio_peer;
 mod transform;
+mod uring;
 
 use std::convert::Infallible;
 use std::io::{self, Write};
@@ -139,6 +143,8 @@ enum Model {
     Epoll,
     /// Signal-driven I/O: a real-time signal names each socket that became ready; one thread.
     Sigio,
+    /// A hand-written io_uring loop (completions, not readiness), no runtime: one thread.
+    Uring,
     /// Tokio's current-thread runtime, one task per connection: mini's peer.
     #[cfg(feature = "tokio")]
     TokioCurrent,
@@ -209,6 +215,11 @@ fn run_server(cli: &Cli) -> Result<()> {
         anyhow::bail!("--max-connections, --idle-timeout and --send-buffer: not for tokio peers");
     }
     exit_on_signals()?;
+    // io_uring may be blocked here: say so before announcing an address.
+    let uring = match model {
+        Model::Uring => Some(uring::Setup::new()?),
+        _ => None,
+    };
     let listener = listen::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr().context("cannot read the bound address")?;
     let mut stdout = io::stdout().lock();
@@ -223,6 +234,7 @@ fn run_server(cli: &Cli) -> Result<()> {
         Model::Select => select::serve(listener, upper, opts),
         Model::Epoll => epoll::serve(listener, upper, opts),
         Model::Sigio => sigio::serve(listener, upper, opts),
+        Model::Uring => uring::serve(listener, uring, upper, opts),
         #[cfg(feature = "tokio")]
         Model::TokioCurrent => tokio_peer::serve(listener, upper, tokio_peer::Flavor::Current),
         #[cfg(feature = "tokio")]

@@ -98,6 +98,10 @@ macro_rules! per_runtime {
             fn sigio() {
                 super::$case("sigio");
             }
+            #[test]
+            fn uring() {
+                super::$case("uring");
+            }
             #[cfg(feature = "tokio")]
             #[test]
             fn tokio_current() {

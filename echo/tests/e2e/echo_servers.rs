@@ -1,4 +1,4 @@
-//! The same suite run against each server the binary offers (`--runtime mini|threaded|spin|select|epoll|sigio`).
+//! The same suite run against each server the binary offers (`--runtime mini|threaded|spin|select|epoll|sigio|uring`).
 //!
 //! Each case is a plain function taking the runtime's name; [`server_suite!`] turns every
 //! (server, case) pair into its own `#[test]`, named `echo_servers::<server>::<case>`, so a
@@ -74,7 +74,7 @@ macro_rules! server_suite {
     )*};
 }
 
-server_suite!(mini, threaded, spin, select, epoll, sigio);
+server_suite!(mini, threaded, spin, select, epoll, sigio, uring);
 #[cfg(feature = "tokio")]
 server_suite!(tokio_current = "tokio-current", tokio_multi = "tokio-multi");
 
@@ -310,7 +310,7 @@ fn fds_return_to_baseline(runtime: &str) {
 /// The server's descriptor count with no client connected. It is measured after one full echo,
 /// so that anything the server creates lazily (a poller, a wake-up pipe) is already counted: the
 /// count during that echo, less the connection's own descriptor, and at least the count at start.
-fn fd_baseline(server: &Server) -> usize {
+pub(crate) fn fd_baseline(server: &Server) -> usize {
     let at_start = open_fds(server.pid());
     let warm_up = connect(server.addr());
     let got = echo_once(&warm_up, b"warm-up\n").expect("warm-up echo");
@@ -320,7 +320,7 @@ fn fd_baseline(server: &Server) -> usize {
 }
 
 /// Waits (a few seconds at most) for the server's fd count to fall to `baseline`; returns it.
-fn wait_for_fds(server: &Server, baseline: usize) -> usize {
+pub(crate) fn wait_for_fds(server: &Server, baseline: usize) -> usize {
     let mut now = usize::MAX;
     wait_until(Duration::from_secs(5), || {
         now = open_fds(server.pid());

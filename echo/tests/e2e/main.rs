@@ -4,7 +4,9 @@
 //! One test binary (one link) holding a list of modules:
 //! - `util`: start/reap servers, bounded socket I/O, deadlines, descriptor counts;
 //! - `echo_servers`: one suite generated for each server (`mini`, `threaded`, `spin`, `select`,
-//!   `epoll`, `sigio`, and with the `tokio` feature `tokio-current` and `tokio-multi`);
+//!   `epoll`, `sigio`, `uring`, and with the `tokio` feature `tokio-current` and `tokio-multi`);
+//! - `churn`: connections reset or closed with receives and sends in flight, many times, under
+//!   load (the buffer-ownership rule of a completion-based server);
 //! - `cli`: flags, errors, signals and the `client` subcommand;
 //! - `bench`: `echo bench` on a tiny matrix: its outputs, a failed point, a wrong server name,
 //!   `--server-cpu` (a capped run where cgroups are writable, out-of-range percentages);
@@ -16,6 +18,7 @@
 #[cfg(all(feature = "epoll", feature = "poll", feature = "select"))]
 mod backends;
 mod bench;
+mod churn;
 mod cli;
 mod echo_servers;
 mod reliability;

@@ -29,6 +29,7 @@ pub const RUNTIMES: &[&str] = &[
     "select",
     "epoll",
     "sigio",
+    "uring",
     #[cfg(feature = "tokio")]
     "tokio-current",
     #[cfg(feature = "tokio")]

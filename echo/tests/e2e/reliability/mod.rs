@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use crate::util::{echo_once, try_connect, wait_until, Server, IO_TIMEOUT};
 
 /// The servers these tests run: all but the tokio peers, which are benchmark peers.
-const SERVERS: [&str; 6] = ["mini", "threaded", "spin", "select", "epoll", "sigio"];
+const SERVERS: [&str; 7] = ["mini", "threaded", "spin", "select", "epoll", "sigio", "uring"];
 
 /// How long a client past a limit (the descriptor limit, `--max-connections`) may wait to see
 /// its connection closed.
