@@ -84,8 +84,9 @@ struct Cli {
     #[arg(long)]
     upper: bool,
 
-    /// Poller backend of the mini runtime (epoll, poll or select; only those compiled in, see
-    /// --version). Default: $MINI_BACKEND, else the best compiled in. Only for --runtime mini.
+    /// Poller backend of the mini runtime (uring, epoll, poll or select; only those compiled in,
+    /// see --version). Default: $MINI_BACKEND, else the best compiled in (uring falls back to
+    /// epoll where the kernel refuses it; named, it is an error there). Only for --runtime mini.
     #[arg(long, value_parser = parse_backend)]
     backend: Option<::mini::Backend>,
 

@@ -11,7 +11,10 @@
 //! - `reliability`: the server faults (descriptor exhaustion and leaks, slow readers, short
 //!   writes, resets while writing, connection cap, idle timeout), every server at once;
 //! - `backends`: the `mini` server on epoll, poll and select past descriptor 1024 (only in a
-//!   build with all three backends).
+//!   build with all three backends);
+//! - `seccomp`: a filter that makes io_uring unavailable in a child process;
+//! - `uring_fallback`: the `mini` server of a `uring` build under that filter (only in such a
+//!   build): it falls back to epoll by itself, and refuses an explicit `--backend uring`.
 
 #[cfg(all(feature = "epoll", feature = "poll", feature = "select"))]
 mod backends;
@@ -20,4 +23,8 @@ mod cli;
 mod docs_links;
 mod echo_servers;
 mod reliability;
+#[cfg(all(feature = "uring", any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod seccomp;
+#[cfg(all(feature = "uring", any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod uring_fallback;
 mod util;
