@@ -46,7 +46,7 @@
 //! `kernel.io_uring_disabled` sysctl, a kernel without io_uring or too old, the memory limit);
 //! [`super::new_default_poller`] then falls back to epoll.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::RawFd;
@@ -75,6 +75,8 @@ pub(crate) struct UringPoller {
     fds: RefCell<HashMap<u64, RawFd>>,
     /// Descriptor to token, for `delete`, which names only the descriptor.
     tokens: RefCell<HashMap<RawFd, u64>>,
+    /// How many polls the kernel ended and this poller re-armed (for the tests and traces).
+    rearmed: Cell<u64>,
 }
 
 impl std::fmt::Debug for UringPoller {
@@ -91,16 +93,21 @@ impl UringPoller {
     /// Errors name the cause; their kind is one of those [`is_unavailable`] accepts when the
     /// kernel or its configuration refuses io_uring.
     pub(crate) fn new() -> io::Result<UringPoller> {
+        UringPoller::with_rings(SQ_ENTRIES, CQ_ENTRIES)
+    }
+
+    /// [`new`](Self::new) with rings of the given sizes (the tests fill a small one).
+    fn with_rings(sq_entries: u32, cq_entries: u32) -> io::Result<UringPoller> {
         let ring = IoUring::builder()
-            .setup_cqsize(CQ_ENTRIES)
+            .setup_cqsize(cq_entries)
             .setup_single_issuer()
             .setup_defer_taskrun()
             .setup_taskrun_flag()
-            .build(SQ_ENTRIES)
+            .build(sq_entries)
             .or_else(|e| {
                 // EINVAL: a kernel before 6.1, without these flags; a plain ring will do.
                 if e.raw_os_error() == Some(libc::EINVAL) {
-                    IoUring::builder().setup_cqsize(CQ_ENTRIES).build(SQ_ENTRIES)
+                    IoUring::builder().setup_cqsize(cq_entries).build(sq_entries)
                 } else {
                     Err(e)
                 }
@@ -127,6 +134,7 @@ impl UringPoller {
             notifier: Arc::new(Notifier::new()?),
             fds: RefCell::new(HashMap::new()),
             tokens: RefCell::new(HashMap::new()),
+            rearmed: Cell::new(0),
         };
         // Readable only: an eventfd is always writable, which would end every wait.
         poller.arm(poller.notifier.fd(), NOTIFY_TOKEN, libc::POLLIN as u32)?;
@@ -281,6 +289,7 @@ impl Poller for UringPoller {
                 libc::POLLIN | libc::POLLOUT | libc::POLLRDHUP
             };
             self.arm(fd, token, mask as u32)?;
+            self.rearmed.set(self.rearmed.get() + 1);
         }
         Ok(())
     }
@@ -348,5 +357,73 @@ fn errno_name(code: i32) -> &'static str {
         libc::EINVAL => "EINVAL",
         libc::ENOMEM => "ENOMEM",
         _ => "an error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+    use std::time::Instant;
+
+    use super::*;
+
+    /// Waits until every token of `want` has been reported readable (other events are
+    /// ignored); false after a second without them all.
+    fn all_readable(poller: &UringPoller, want: &BTreeSet<u64>) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let mut seen = BTreeSet::new();
+        let mut events = Vec::new();
+        while !want.is_subset(&seen) {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return false;
+            };
+            events.clear();
+            poller.wait(&mut events, Some(left)).unwrap();
+            seen.extend(events.iter().filter(|e| e.readable).map(|e| e.token));
+        }
+        true
+    }
+
+    /// With a completion ring far smaller than the sockets that become ready at once, the
+    /// kernel ends multishot polls; each is re-armed, and no socket misses a later edge.
+    #[test]
+    fn polls_ended_by_a_full_completion_ring_are_rearmed_and_miss_nothing() {
+        let poller = UringPoller::with_rings(4, 4).unwrap();
+        let pairs: Vec<_> = (0..32).map(|_| UnixStream::pair().unwrap()).collect();
+        let tokens: BTreeSet<u64> = (0..pairs.len() as u64).collect();
+        for ((ours, _), token) in pairs.iter().zip(&tokens) {
+            poller.add(ours.as_raw_fd(), *token).unwrap();
+        }
+        for round in 0..3 {
+            for (_, theirs) in &pairs {
+                (&*theirs).write_all(b"x").unwrap();
+            }
+            assert!(all_readable(&poller, &tokens), "round {round}: a socket's edge was lost");
+        }
+        assert!(poller.rearmed.get() > 0, "the ring never filled: the test tests nothing");
+    }
+
+    /// A deleted socket's poll is cancelled, not re-armed, and its late events name a token
+    /// the reactor no longer has; the others go on.
+    #[test]
+    fn a_deleted_socket_is_no_longer_reported() {
+        let poller = UringPoller::new().unwrap();
+        let (a, peer_a) = UnixStream::pair().unwrap();
+        let (b, peer_b) = UnixStream::pair().unwrap();
+        poller.add(a.as_raw_fd(), 1).unwrap();
+        poller.add(b.as_raw_fd(), 2).unwrap();
+        let mut events = Vec::new();
+        poller.wait(&mut events, Some(Duration::ZERO)).unwrap();
+        poller.delete(a.as_raw_fd()).unwrap();
+        (&peer_a).write_all(b"x").unwrap();
+        (&peer_b).write_all(b"x").unwrap();
+        assert!(all_readable(&poller, &BTreeSet::from([2])));
+        events.clear();
+        poller.wait(&mut events, Some(Duration::from_millis(50))).unwrap();
+        assert!(events.iter().all(|e| e.token != 1), "{events:?}");
+        assert!(poller.fds.borrow().get(&1).is_none() && poller.rearmed.get() == 0);
     }
 }
