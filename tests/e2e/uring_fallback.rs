@@ -11,7 +11,9 @@ use std::process::Command;
 use std::thread;
 
 use crate::seccomp::deny_io_uring;
-use crate::util::{assert_same_bytes, connect, random_bytes, read_to_eof, Server, IO_TIMEOUT};
+use crate::util::{
+    assert_same_bytes, connect, random_bytes, read_to_eof, wait_until, Server, IO_TIMEOUT,
+};
 
 /// The child must choose for itself: CI runs this suite with `MINI_BACKEND` set.
 fn no_backend_env(command: &mut Command) {
@@ -41,6 +43,7 @@ fn without_io_uring_mini_warns_once_and_serves_on_epoll() {
     });
     echoes_every_byte(&server, 1 << 20);
     server.assert_running();
+    wait_until(IO_TIMEOUT, || server.log().contains("mini runtime on the"));
     let log = server.log();
     assert_eq!(log.matches("falling back to the epoll backend").count(), 1, "{log}");
     assert!(log.contains("EPERM") && log.contains("seccomp"), "the cause is not named: {log}");
@@ -51,6 +54,7 @@ fn without_io_uring_mini_warns_once_and_serves_on_epoll() {
 fn with_io_uring_the_same_build_runs_on_uring() {
     let server = Server::start_with("mini", &[], no_backend_env);
     echoes_every_byte(&server, 1 << 16);
+    wait_until(IO_TIMEOUT, || server.log().contains("mini runtime on the"));
     let log = server.log();
     assert!(log.contains("mini runtime on the uring backend"), "{log}");
     assert!(!log.contains("falling back"), "{log}");
@@ -65,6 +69,8 @@ fn refuses(args: &[&str], configure: impl FnOnce(&mut Command)) {
         deny_io_uring(command);
     });
     let status = server.wait_exit(IO_TIMEOUT).expect("the server exits by itself");
+    // Its stderr is read by a thread, which may not have caught up with the exit yet.
+    wait_until(IO_TIMEOUT, || server.log().contains("error:"));
     let log = server.log();
     assert_eq!(status.code(), Some(1), "{log}");
     let error = log.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("{log}"));
