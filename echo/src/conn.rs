@@ -22,9 +22,7 @@ use log::debug;
 
 use crate::options;
 use crate::transform;
-
-/// Bytes read at a time, and so the most a connection ever holds.
-const BUF_SIZE: usize = 16 * 1024;
+use crate::BUF_SIZE;
 
 /// Whether a connection stays after a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +55,7 @@ impl Conn {
     /// Wraps a freshly accepted socket, switching it to non-blocking mode.
     pub fn new(stream: TcpStream, peer: SocketAddr) -> io::Result<Conn> {
         stream.set_nonblocking(true)?;
+        // One read at a time, and so the most a connection ever holds.
         let buf = vec![0; BUF_SIZE].into_boxed_slice();
         Ok(Conn { stream, peer, buf, start: 0, end: 0, last_active: Instant::now() })
     }

@@ -13,6 +13,8 @@ use std::mem;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+use crate::syscall::check;
+
 /// How many finished handshakes the kernel may queue before we accept them.
 pub const BACKLOG: libc::c_int = 1024;
 
@@ -82,15 +84,6 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     // SAFETY: listen(2) takes no pointers; `fd` is a bound socket we own.
     check(unsafe { libc::listen(fd, BACKLOG) })?;
     Ok(TcpListener::from(socket))
-}
-
-/// Turns the C convention (-1 and `errno`) into an `io::Result`.
-fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
 }
 
 /// The size of `T` as the socket calls want it.

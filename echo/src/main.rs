@@ -11,11 +11,14 @@
 //!   ready.
 //! - [`epoll`]: non-blocking calls, one thread in a hand-written edge-triggered `epoll` loop that
 //!   learns only which sockets became ready; no runtime, so the ceiling for `mini`.
+//! - [`sigio`]: non-blocking calls, one thread that takes a real-time signal naming each socket
+//!   that became ready (`O_ASYNC`, `F_SETSIG`), and scans them all when the signal queue
+//!   overflows; the model epoll replaced.
 //! - [`mini`]: async tasks on the `mini` runtime, written like `threaded` but run like `epoll`.
-//! - `tokio_peer` (cargo feature `tokio` only): the same tasks on tokio, current-thread
+//! - `tokio_peer` (cargo feature `tokio` only): the same server on tokio, current-thread
 //!   (`--runtime tokio-current`) and multi-thread (`--runtime tokio-multi`), for comparison.
 //!
-//! Shared pieces: [`listen`] makes the listening socket, [`transform`] computes the reply,
+//! Shared pieces: [`listen`] makes the listening socket, [`syscall`] turns `errno` into errors, [`transform`] computes the reply,
 //! [`conn`] is the non-blocking connection state of `spin` and `select`, [`shed`] handles a
 //! failed `accept` (closing clients it has no descriptor for), [`options`] holds the
 //! per-connection flags, and [`client`] is `echo client`.
@@ -24,7 +27,6 @@
 //! binds, prints `listening on ADDR` (the one line on stdout, which scripts and tests read) and
 //! hands the listener to the chosen server. Errors become one `error: ...` line on stderr.
 
-mod bench;
 mod client;
 mod conn;
 mod epoll;
@@ -33,7 +35,9 @@ mod mini;
 mod options;
 mod select;
 mod shed;
+mod sigio;
 mod spin;
+mod syscall;
 mod threaded;
 #[cfg(feature = "tokio")]
 mod tokio_peer;
@@ -62,11 +66,11 @@ const DEFAULT_ADDR: &str = "127.0.0.1:7878";
 /// keep being served during the pause.
 pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
-/// Whether an `accept` error means the process or system ran out of something (descriptors,
-/// buffers, memory) rather than that one connection failed: then pause for [`ACCEPT_PAUSE`].
-pub fn out_of_resources(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
-}
+/// Bytes a server reads at a time: the size of a read buffer, wherever a server keeps one (per
+/// connection, per thread or per loop), and so the most output a connection holds.
+pub const BUF_SIZE: usize = 16 * 1024;
+
+pub use shed::out_of_resources;
 
 /// A TCP echo server written in several I/O models, for contrast.
 #[derive(Debug, Parser)]
@@ -96,7 +100,7 @@ struct Cli {
 
     /// Close a connection that has neither sent nor received a byte for SECS seconds (fractions
     /// allowed, e.g. 2.5).
-    #[arg(long, value_name = "SECS", value_parser = options::parse_secs)]
+    #[arg(long, value_name = "SECS", value_parser = echo_bench::parse_secs)]
     idle_timeout: Option<Duration>,
 
     /// Testing knob: set SO_SNDBUF to BYTES on each accepted connection (the kernel doubles it
@@ -118,7 +122,7 @@ enum Command {
         addr: SocketAddr,
     },
     /// Measure the servers side by side: throughput, latency, CPU time and memory.
-    Bench(bench::BenchArgs),
+    Bench(echo_bench::BenchArgs),
 }
 
 /// The I/O models; each is one file in this crate.
@@ -134,6 +138,8 @@ enum Model {
     Select,
     /// A hand-written edge-triggered epoll loop, no runtime: one thread, the ceiling for mini.
     Epoll,
+    /// Signal-driven I/O: a real-time signal names each socket that became ready; one thread.
+    Sigio,
     /// Tokio's current-thread runtime, one task per connection: mini's peer.
     #[cfg(feature = "tokio")]
     TokioCurrent,
@@ -147,7 +153,7 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let result = match cli.command {
         Some(Command::Client { addr }) => client::run(addr),
-        Some(Command::Bench(args)) => bench::run(args),
+        Some(Command::Bench(args)) => echo_bench::run(args, &runtime_names()),
         None => run_server(&cli),
     };
     match result {
@@ -158,6 +164,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Every `--runtime` name of this build, in the order of `echo --help`: the servers `echo bench`
+/// can measure.
+fn runtime_names() -> Vec<String> {
+    Model::value_variants()
+        .iter()
+        .filter_map(ValueEnum::to_possible_value)
+        .filter(|v| !v.is_hide_set())
+        .map(|v| v.get_name().to_owned())
+        .collect()
 }
 
 fn parse_backend(name: &str) -> Result<::mini::Backend, ::mini::UnknownBackend> {
@@ -206,6 +223,7 @@ fn run_server(cli: &Cli) -> Result<()> {
         Model::Spin => spin::serve(listener, upper, opts),
         Model::Select => select::serve(listener, upper, opts),
         Model::Epoll => epoll::serve(listener, upper, opts),
+        Model::Sigio => sigio::serve(listener, upper, opts),
         #[cfg(feature = "tokio")]
         Model::TokioCurrent => tokio_peer::serve(listener, upper, tokio_peer::Flavor::Current),
         #[cfg(feature = "tokio")]

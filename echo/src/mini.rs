@@ -33,7 +33,7 @@
 //!
 //! Out of descriptors, the accept loop sheds the waiting clients ([`Shedder`]).
 //! `--max-connections` is a counter checked at accept, which each task's guard decrements;
-//! `--idle-timeout` is a `mini::time::timeout` around every read and write.
+//! `--idle-timeout` is a deadline (`within`) around every wait to read and every wait to write.
 //!
 //! Inside this module `mini` would name the runtime crate anyway; the paths say `::mini` so that
 //! nobody has to remember that this file is itself called `mini`.
@@ -52,9 +52,7 @@ use log::{debug, info, warn};
 use crate::options::{self, ConnOptions, OpenCount};
 use crate::shed::{Next, Shedder};
 use crate::transform;
-
-/// Bytes read at a time, into the thread's shared buffer.
-const BUF_SIZE: usize = 16 * 1024;
+use crate::BUF_SIZE;
 
 /// Serves echo on `listener` until the process exits, on the given poller backend (else the
 /// runtime's default: `MINI_BACKEND`, else the best compiled in).
@@ -154,9 +152,7 @@ pin_project_lite::pin_project! {
     /// thousands of connections apart, so every cache line a poll touches is likely a miss.
     /// The echo loop comes first (`repr(C)`), in the task's first line (the runtime's harness
     /// puts the future first too); what only the end needs is boxed behind one pointer, after
-    /// it. Written as one `async` block with the logging inside, the task was 256 bytes and
-    /// each poll touched two lines: 1.0 simulated cache miss per message more (callgrind,
-    /// 1 000 connections).
+    /// it, so that a poll touches one line, not two (docs/benchmarks.md has the measurement).
     #[repr(C)]
     struct Connection<F> {
         #[pin]

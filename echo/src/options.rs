@@ -3,8 +3,8 @@
 //!
 //! Each server enforces them in its own idiom (a counter and a check at accept; a read and write
 //! timeout, a timer around each read and write, or a last-activity time and the wait's timeout),
-//! so this file holds only what they share: the values, the socket option, the parsing and the
-//! log lines.
+//! so this file holds only what they share: the values, the socket option and the log lines.
+//! (`--idle-timeout` is parsed by `echo_bench::parse_secs`, which `echo bench` shares.)
 
 use std::io;
 use std::mem;
@@ -15,6 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use log::info;
+
+use crate::syscall::check;
 
 /// The options, all off by default.
 #[derive(Debug, Clone, Copy, Default)]
@@ -45,7 +47,7 @@ impl ConnOptions {
             let bytes = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
             // SAFETY: the option value points to a live c_int and the length is its size; the
             // socket is borrowed from its owner, so open.
-            let rc = unsafe {
+            check(unsafe {
                 libc::setsockopt(
                     socket.as_raw_fd(),
                     libc::SOL_SOCKET,
@@ -53,10 +55,7 @@ impl ConnOptions {
                     (&bytes as *const libc::c_int).cast(),
                     mem::size_of::<libc::c_int>() as libc::socklen_t,
                 )
-            };
-            if rc == -1 {
-                return Err(io::Error::last_os_error());
-            }
+            })?;
         }
         Ok(())
     }
@@ -71,19 +70,6 @@ pub fn log_idle(peer: SocketAddr, timeout: Duration) {
 /// (`EAGAIN`) or a `mini::time::timeout` (`TimedOut`).
 pub fn is_timeout(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
-}
-
-/// The longest `--idle-timeout`: about 31 years, so that adding it to a clock reading can never
-/// overflow.
-const MAX_IDLE_SECS: f64 = 1e9;
-
-/// Parses `--idle-timeout`: seconds, fractions allowed, more than zero.
-pub fn parse_secs(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text.parse().map_err(|e| format!("{e}"))?;
-    if secs.is_nan() || secs <= 0.0 || secs > MAX_IDLE_SECS {
-        return Err(format!("must be more than 0 and at most {MAX_IDLE_SECS:e} seconds"));
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 /// The number of open connections of a server that serves them on several threads or tasks;

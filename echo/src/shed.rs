@@ -76,13 +76,13 @@ impl Shedder {
 
     /// Handles the error of an `accept` on `listener` (blocking or not) and says what next.
     pub fn accept_failed(&mut self, e: &io::Error, listener: BorrowedFd<'_>) -> Next {
-        match e.raw_os_error() {
-            Some(libc::EMFILE | libc::ENFILE) => {}
-            Some(libc::ENOBUFS | libc::ENOMEM) => {
+        match shortage(e) {
+            Some(Shortage::Descriptors) => {}
+            Some(Shortage::Memory) => {
                 warn!("accept failed: {e}; pausing accepts for {:?}", crate::ACCEPT_PAUSE);
                 return Next::Pause;
             }
-            _ => {
+            None => {
                 warn!("accept failed: {e}");
                 return Next::Retry;
             }
@@ -122,6 +122,29 @@ impl Shedder {
             Next::Pause
         }
     }
+}
+
+/// What an `accept` error says the process or the system ran out of.
+enum Shortage {
+    /// `EMFILE`, `ENFILE`: shedding can help.
+    Descriptors,
+    /// `ENOBUFS`, `ENOMEM`: only time can.
+    Memory,
+}
+
+fn shortage(e: &io::Error) -> Option<Shortage> {
+    match e.raw_os_error()? {
+        libc::EMFILE | libc::ENFILE => Some(Shortage::Descriptors),
+        libc::ENOBUFS | libc::ENOMEM => Some(Shortage::Memory),
+        _ => None,
+    }
+}
+
+/// Whether an `accept` error means the process or system ran out of something (descriptors,
+/// buffers, memory) rather than that one connection failed: then pause for
+/// [`crate::ACCEPT_PAUSE`]. For a server that does not shed.
+pub fn out_of_resources(e: &io::Error) -> bool {
+    shortage(e).is_some()
 }
 
 /// Most connections one shedding closes: the accept queue's size, so the loop ends even if the

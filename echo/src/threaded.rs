@@ -38,9 +38,7 @@ use log::{debug, warn};
 use crate::options::{self, ConnOptions, OpenCount};
 use crate::shed::{Next, Shedder};
 use crate::transform;
-
-/// Bytes read at a time. It lives on the connection thread's stack.
-const BUF_SIZE: usize = 16 * 1024;
+use crate::BUF_SIZE;
 
 /// Serves echo on `listener` until the process exits.
 pub fn serve(listener: TcpListener, upper: bool, opts: ConnOptions) -> io::Result<Infallible> {
@@ -101,7 +99,7 @@ fn set_up(stream: &TcpStream, opts: &ConnOptions) -> io::Result<()> {
 
 /// Echoes one connection until the peer closes its sending side. Dropping `stream` closes it.
 fn handle(mut stream: TcpStream, upper: bool) -> io::Result<()> {
-    let mut buf = [0u8; BUF_SIZE];
+    let mut buf = [0u8; BUF_SIZE]; // on the connection thread's stack
     loop {
         let n = match stream.read(&mut buf) {
             Ok(0) => return Ok(()),

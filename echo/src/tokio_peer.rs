@@ -1,9 +1,11 @@
 //! The `mini` server's peers on tokio, the runtime that benchmarks compare against (only with the
 //! cargo feature `tokio`).
 //!
-//! The same program as `mini.rs`, one task per connection, in the idiom tokio's own examples and
-//! most real servers use: read into a 16 KiB buffer, transform, `write_all`, repeat. Nothing is
-//! tuned, because the point is to measure what people actually run. Two flavours of runtime:
+//! The same server as `mini.rs` (one task per connection, the same accept loop and options),
+//! but not the same tasks: these are written in the idiom tokio's own examples and most real
+//! servers use, where each task owns a 16 KiB buffer and reads into it, transforms, `write_all`,
+//! repeat. `mini.rs`'s tasks hold no buffer while they wait. Nothing is tuned, because the point
+//! is to measure what people actually run. Two flavours of runtime:
 //!
 //! - `--runtime tokio-current`: a current-thread runtime. Like `mini`, every task runs on the
 //!   thread that called `block_on`, so the two compare runtime against runtime.
@@ -18,8 +20,8 @@
 //!
 //! # Cost and limits
 //!
-//! As in `mini`: a heap-allocated task and its 16 KiB buffer per connection, held while idle; no
-//! `FD_SETSIZE` cap. Flow control is that of `write_all`: a task waiting to write does not read.
+//! A heap-allocated task and its 16 KiB buffer per connection, held while idle (unlike `mini`,
+//! whose idle task holds none); no `FD_SETSIZE` cap. Flow control is that of `write_all`: a task waiting to write does not read.
 //!
 //! # Without the feature
 //!
@@ -36,9 +38,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Builder;
 
 use crate::transform;
-
-/// Bytes read at a time, as in `mini.rs`.
-const BUF_SIZE: usize = 16 * 1024;
+use crate::BUF_SIZE;
 
 /// Which tokio scheduler runs the tasks.
 #[derive(Debug, Clone, Copy)]

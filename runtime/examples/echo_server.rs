@@ -8,7 +8,8 @@
 //! is written like blocking code: read, write back, repeat. But `read().await` never blocks the
 //! thread: when no bytes have arrived, the task returns `Pending` and the thread runs the other
 //! tasks, or sleeps in the poller. `echo --runtime mini` (`echo/src/mini.rs`) is this server with
-//! error logging and `--upper`.
+//! options and logging, and one change: its task waits with `readable()` holding no buffer, and
+//! borrows the thread's shared buffer only once data is there, where this one keeps 4 KiB each.
 //!
 //! The client runs in the main future on the same thread. When it is done, `block_on` returns
 //! and the program exits: tasks still running (the accept loop) are dropped with the runtime.

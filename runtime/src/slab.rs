@@ -12,8 +12,8 @@
 //! old one reaches the new one, which treats it as spurious (a socket retries its syscall and
 //! gets `EWOULDBLOCK`; a task is polled once for nothing).
 
-/// Names one occupant of one slot. Packs into a `u64` for the poller's token, with 16 bits to
-/// spare that a task's waker uses to name its runtime.
+/// Names one occupant of one slot. Packs into the low [`Key::BITS`] bits of a `u64` for the
+/// poller's token; the bits above are free, and a task's waker uses them to name its runtime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Key {
     index: u32,
@@ -21,16 +21,31 @@ pub(crate) struct Key {
 }
 
 impl Key {
+    /// How many low bits of a `u64` [`Key::to_u64`] uses: the index's, then the generation's.
+    pub(crate) const BITS: u32 = u32::BITS + u16::BITS;
+
     /// A key no slot hands out (index u32::MAX is never used): for a name that must never
     /// match an entry.
     pub(crate) const MAX: Key = Key { index: u32::MAX, generation: u16::MAX };
 
-    pub(crate) fn to_u64(self) -> u64 {
-        (u64::from(self.generation) << 32) | u64::from(self.index)
+    /// The slot's position in the slab.
+    pub(crate) fn index(self) -> u32 {
+        self.index
     }
 
+    /// How many times the slot had been filled before this occupant (wrapping).
+    pub(crate) fn generation(self) -> u16 {
+        self.generation
+    }
+
+    /// The index in the low 32 bits, the generation above it; bits from [`Key::BITS`] up are 0.
+    pub(crate) fn to_u64(self) -> u64 {
+        (u64::from(self.generation) << u32::BITS) | u64::from(self.index)
+    }
+
+    /// The key packed by [`Key::to_u64`]; bits from [`Key::BITS`] up are ignored.
     pub(crate) fn from_u64(raw: u64) -> Key {
-        Key { index: raw as u32, generation: (raw >> 32) as u16 }
+        Key { index: raw as u32, generation: (raw >> u32::BITS) as u16 }
     }
 }
 

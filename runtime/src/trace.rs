@@ -3,9 +3,9 @@
 //! The runtime reports each step (a wait, an event, a wake-up, a poll) at trace level, for
 //! whoever wants to watch it work. `log::trace!` builds its message's arguments inline, behind
 //! the level check; on the paths a server takes for every message, that code, though never run
-//! with tracing off, makes the function bigger and costs it registers: a two-line helper of the
-//! reactor took 18 instructions per call to save and restore them. This macro makes the same
-//! check inline and moves the formatting into a closure run out of line, marked cold.
+//! with tracing off, makes the function bigger and costs it registers to save and restore on
+//! every call. This macro makes the same check inline and moves the formatting into a closure
+//! run out of line, marked cold.
 
 /// `log::trace!`, with the formatting out of line (see the module docs).
 macro_rules! trace {

@@ -17,7 +17,7 @@ use crate::transform;
 
 /// What a connection needs after [`Conn::drive`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Step {
+pub(crate) enum Step {
     /// It waits for an event: more bytes, room to send, or the end of the stream.
     Wait,
     /// It used its read budget and can go on without an event: serve it again next turn.
@@ -34,11 +34,11 @@ pub(super) enum Step {
 /// them from events, and they are cleared only on proof, that is `EAGAIN` or a short `recv` or
 /// `send`. A set flag may be stale (the call then returns `EAGAIN`); a cleared one is never
 /// wrong, because whatever makes the socket ready again brings a new event.
-pub(super) struct Conn {
+pub(crate) struct Conn {
     /// The socket, non-blocking. Dropping the `Conn` closes it.
     fd: OwnedFd,
     /// Who is on the other end, for the logs.
-    pub(super) peer: SocketAddr,
+    pub(crate) peer: SocketAddr,
     /// `pending[sent..]` is reply not yet taken by the socket. Empty and unallocated unless a
     /// `send` fell short; while not empty the connection reads only beside it, within one
     /// buffer, when the socket has room (see [`Conn::drive`]).
@@ -52,12 +52,16 @@ pub(super) struct Conn {
     /// The peer shut down its sending side (or the connection broke): the socket stays readable
     /// until `recv` returns 0, so a short read proves nothing.
     read_closed: bool,
+    /// Until `recv` says `EAGAIN`, a short read proves nothing either: what the kernel said was
+    /// lost, or may have been used up by the wrong read ([`Conn::note_unknown`],
+    /// [`Conn::note_signal`]). Never set by the epoll server.
+    unsure: bool,
     /// In [`Server::again`](super::Server::again): served in the next turn, not by its own events.
-    pub(super) queued: bool,
+    pub(crate) queued: bool,
     /// With `--idle-timeout`, when a byte last moved either way (or the connection was
     /// accepted): the timeout counts from here. `None` without one: nobody asks, and reading
-    /// the clock for every message would cost this loop about 2% of its CPU.
-    pub(super) last_active: Option<Instant>,
+    /// the clock for every message would cost this loop, the benchmarks' reference, CPU.
+    pub(crate) last_active: Option<Instant>,
     /// Tells this connection from a later one in the same slot, in
     /// [`Server::idle`](super::Server::idle).
     pub(super) serial: u64,
@@ -65,7 +69,7 @@ pub(super) struct Conn {
 
 impl Conn {
     /// `timed`: an idle timeout applies, so the connection notes when bytes move.
-    pub(super) fn new(fd: OwnedFd, peer: SocketAddr, serial: u64, timed: bool) -> Conn {
+    pub(crate) fn new(fd: OwnedFd, peer: SocketAddr, serial: u64, timed: bool) -> Conn {
         Conn {
             fd,
             peer,
@@ -75,6 +79,7 @@ impl Conn {
             readable: false,
             writable: false,
             read_closed: false,
+            unsure: false,
             queued: false,
             last_active: timed.then(Instant::now),
             serial,
@@ -83,7 +88,7 @@ impl Conn {
 
     /// Records what an event says. Errors and hang-ups count as readable and writable, so that
     /// the next call meets them.
-    pub(super) fn note(&mut self, flags: u32) {
+    pub(crate) fn note(&mut self, flags: u32) {
         let any = |mask: libc::c_int| flags & mask as u32 != 0;
         if any(libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) {
             self.readable = true;
@@ -96,13 +101,35 @@ impl Conn {
         }
     }
 
+    /// Records that the connection's readiness is unknown: announcements of it were lost (the
+    /// signal-driven server's overflow) or never made (before it asked for them). Assumes it
+    /// readable and writable, and lets only `EAGAIN` or the end of stream prove it drained: the
+    /// end of stream may wait behind the bytes a short read returned, and its announcement is
+    /// gone.
+    pub(crate) fn note_unknown(&mut self) {
+        (self.readable, self.writable, self.unsure) = (true, true, true);
+    }
+
+    /// Records what a signal says (`si_band`: the same bits as epoll's flags). A signal does not
+    /// tell bytes from the end of the stream: both are `POLLIN`. So when the connection cannot
+    /// read at once (its output waits for room, or it is queued), the announcements of the last
+    /// bytes and of the end may both be noted before its next read, which returns the bytes,
+    /// short of the end; then only `EAGAIN` or the end itself proves it drained.
+    pub(crate) fn note_signal(&mut self, band: u32) {
+        self.note(band);
+        let waits = self.queued || self.sent < self.pending.len();
+        if waits && band & libc::POLLIN as u32 != 0 {
+            self.unsure = true;
+        }
+    }
+
     /// Echoes what the socket allows without waiting, up to [`READS_PER_TURN`] reads: read,
     /// transform, send. `buf` is the loop's read buffer.
     ///
     /// While output is pending, the connection moves only when the socket has room; it then
     /// reads into the part of `buf` the pending output leaves free (so the two fit in one
     /// buffer), and sends both at once ([`Conn::send_both`]).
-    pub(super) fn drive(&mut self, buf: &mut [u8], upper: bool) -> io::Result<Step> {
+    pub(crate) fn drive(&mut self, buf: &mut [u8], upper: bool) -> io::Result<Step> {
         for _ in 0..READS_PER_TURN {
             let unsent = self.pending.len() - self.sent;
             // 1. Output waits for room: nothing to do until the socket has some.
@@ -122,11 +149,13 @@ impl Conn {
                     Ok(k) => {
                         n = k;
                         touch(&mut self.last_active);
-                        if k < room.len() && !self.read_closed {
+                        if k < room.len() && !self.read_closed && !self.unsure {
                             self.readable = false; // the queue is empty: new bytes bring an event
                         }
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable = false,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        (self.readable, self.unsure) = (false, false);
+                    }
                     Err(e) => return Err(e),
                 }
             }

@@ -66,8 +66,9 @@
 //! `mini` on its epoll backend makes the same system calls: one `epoll_ctl` per socket, one
 //! `epoll_wait` per turn, `recv` and `send` until `EWOULDBLOCK`. On top it does a runtime's
 //! bookkeeping: it maps each event to a waker, queues the task, polls its boxed future, which
-//! calls back into the reactor to try the syscall, and each task keeps its 16 KiB buffer while
-//! idle. This loop does none of that: the event goes straight to the code that uses it. So a
+//! calls back into the reactor to try the syscall. This loop does none of that: the event goes
+//! straight to the code that uses it (both share one read buffer and keep none per idle
+//! connection). So a
 //! readiness-based runtime can approach this server's throughput and latency but not pass it; the
 //! gap between the two is the runtime's overhead.
 //!
@@ -80,8 +81,10 @@
 //! once.
 
 mod accept;
-mod conn;
-mod sys;
+// The connection's step and the system calls are shared with the signal-driven server
+// (`crate::sigio`), which learns readiness another way and uses it up the same way.
+pub(crate) mod conn;
+pub(crate) mod sys;
 mod table;
 
 use std::cmp::Reverse;
@@ -100,16 +103,13 @@ use self::sys::Epoll;
 use self::table::Conns;
 use crate::options::{self, ConnOptions};
 use crate::shed::Shedder;
-
-/// Bytes read at a time: the size of the loop's one read buffer, and so the most output a
-/// connection ever holds.
-const BUF_SIZE: usize = 16 * 1024;
+use crate::BUF_SIZE;
 
 /// Reads one connection may do per turn before the other ready ones get theirs.
 const READS_PER_TURN: usize = 32;
 
 /// Connections one turn may accept before the ready connections are served.
-const ACCEPTS_PER_TURN: usize = 128;
+pub(crate) const ACCEPTS_PER_TURN: usize = 128;
 
 /// Events one `epoll_wait` returns at most; any others are returned by the next one.
 const MAX_EVENTS: usize = 1024;

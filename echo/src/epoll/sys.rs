@@ -13,6 +13,8 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr;
 
+use crate::syscall::{check, check_len, retry};
+
 /// An epoll instance, closed on drop.
 pub(super) struct Epoll(OwnedFd);
 
@@ -61,7 +63,7 @@ impl Epoll {
 }
 
 /// Accepts one connection, non-blocking and close-on-exec from the start (one call, not three).
-pub(super) fn accept(listener: BorrowedFd<'_>) -> io::Result<(OwnedFd, SocketAddr)> {
+pub(crate) fn accept(listener: BorrowedFd<'_>) -> io::Result<(OwnedFd, SocketAddr)> {
     // SAFETY: sockaddr_storage is plain data, for which all-zero bytes are a valid value.
     let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
     let fd = retry(|| {
@@ -149,28 +151,4 @@ pub(super) fn writev(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usi
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
         sent => sent,
     }
-}
-
-/// Calls `f` again while it fails with `EINTR`: a signal came before the call did anything.
-fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
-    loop {
-        match f() {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            result => return result,
-        }
-    }
-}
-
-/// Turns the C convention (-1 and `errno`) into an `io::Result`.
-fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
-
-/// [`check`] for calls that return a byte count (`ssize_t`), which is never negative on success.
-fn check_len(ret: isize) -> io::Result<usize> {
-    usize::try_from(ret).map_err(|_| io::Error::last_os_error())
 }

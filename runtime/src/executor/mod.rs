@@ -48,8 +48,7 @@ struct TaskName(Key);
 
 impl std::fmt::Display for TaskName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let raw = self.0.to_u64();
-        let (index, generation) = (raw as u32, (raw >> 32) as u16);
+        let (index, generation) = (self.0.index(), self.0.generation());
         match (self.0, generation) {
             (MAIN_KEY, _) => write!(f, "the main future"),
             (_, 0) => write!(f, "task {index}"),
@@ -236,8 +235,7 @@ impl Executor {
     /// Polls one task, if it still exists (a late wake-up finds nothing).
     ///
     /// Inlined into `block_on`'s loop, the rare cases out of line: a busy server runs it once
-    /// per message, and as a call of its own it spent a quarter of its instructions saving and
-    /// restoring registers.
+    /// per message, and as a call of its own it would save and restore registers each time.
     #[inline(always)]
     fn run(&self, key: Key) {
         let mut tasks = self.tasks.borrow_mut();

@@ -33,6 +33,9 @@ compile_error!("mini packs a task's name into a waker's pointer-sized word: 64-b
 /// The largest number of runtimes that can exist at once: their numbers have 16 bits.
 pub(crate) const MAX_RUNTIMES: usize = 1 << 16;
 
+// A runtime's number must fit above the key in one 64-bit word.
+const _: () = assert!(Key::BITS + u16::BITS <= u64::BITS);
+
 /// A task's name across runtimes: what its waker carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TaskId {
@@ -43,14 +46,15 @@ pub(crate) struct TaskId {
 }
 
 impl TaskId {
-    /// The key packs into 48 bits (32 of index, 16 of generation); the runtime takes the rest.
+    /// The key in the low [`Key::BITS`] bits, the runtime's number above it.
     fn to_word(self) -> usize {
-        ((u64::from(self.runtime) << 48) | self.key.to_u64()) as usize
+        ((u64::from(self.runtime) << Key::BITS) | self.key.to_u64()) as usize
     }
 
     fn from_word(word: usize) -> TaskId {
         let word = word as u64;
-        TaskId { runtime: (word >> 48) as u16, key: Key::from_u64(word & ((1 << 48) - 1)) }
+        let key = Key::from_u64(word & ((1 << Key::BITS) - 1));
+        TaskId { runtime: (word >> Key::BITS) as u16, key }
     }
 
     /// A waker that queues this task when woken.
@@ -89,7 +93,7 @@ mod tests {
 
     #[test]
     fn a_task_id_survives_the_round_trip_through_a_waker() {
-        for (runtime, raw_key) in [(0, 0), (7, 3 | 5 << 32), (u16::MAX, (1 << 48) - 1)] {
+        for (runtime, raw_key) in [(0, 0), (7, 3 | 5 << 32), (u16::MAX, (1 << Key::BITS) - 1)] {
             let id = TaskId { runtime, key: Key::from_u64(raw_key) };
             assert_eq!(TaskId::from_word(id.to_word()), id);
             let waker = id.waker();

@@ -19,8 +19,8 @@
 //! time, and the executor runs the tasks it woke before it asks for the next few
 //! ([`events_left`](Reactor::events_left)): so a task runs while its socket's state and its
 //! own memory, just touched by the wake, are still in the CPU's cache, as in a hand-written
-//! loop that serves each event as it reads it. (Waking all thousand first, then running all
-//! thousand, touched each socket's memory twice, far apart, and missed the cache both times.)
+//! loop that serves each event as it reads it, rather than touching each socket's memory twice,
+//! far apart, and missing the cache both times.
 
 mod source;
 mod timers;

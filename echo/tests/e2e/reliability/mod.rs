@@ -15,6 +15,7 @@
 //! - `flow`: 3. a client that never reads, 4. large transfers with short writes;
 //! - `resets`: 5. a peer that resets while the server writes;
 //! - `limits`: 9. `--max-connections` and `--idle-timeout`;
+//! - `signals`: 11. the `sigio` server's signal queue overflowing;
 //! - `measure`: what the tests read of a server process (descriptors, CPU, memory) and its
 //!   descriptor limit.
 //!
@@ -27,6 +28,7 @@ mod flow;
 mod limits;
 mod measure;
 mod resets;
+mod signals;
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
@@ -36,7 +38,7 @@ use std::time::{Duration, Instant};
 use crate::util::{echo_once, try_connect, wait_until, Server, IO_TIMEOUT};
 
 /// The servers these tests run: all but the tokio peers, which are benchmark peers.
-const SERVERS: [&str; 5] = ["mini", "threaded", "spin", "select", "epoll"];
+const SERVERS: [&str; 6] = ["mini", "threaded", "spin", "select", "epoll", "sigio"];
 
 /// How long a client past a limit (the descriptor limit, `--max-connections`) may wait to see
 /// its connection closed.

@@ -28,6 +28,7 @@ pub const RUNTIMES: &[&str] = &[
     "spin",
     "select",
     "epoll",
+    "sigio",
     #[cfg(feature = "tokio")]
     "tokio-current",
     #[cfg(feature = "tokio")]

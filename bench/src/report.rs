@@ -7,6 +7,7 @@
 
 use std::fmt::{self, Write as _};
 
+use super::error::RunError;
 use super::stats::{median, median_interval, median_quartiles};
 
 /// One server × point: the figures of each round, or why that round failed.
@@ -14,7 +15,7 @@ use super::stats::{median, median_interval, median_quartiles};
 pub struct Entry {
     pub server: String,
     pub point: Point,
-    pub rounds: Vec<Result<Figures, String>>,
+    pub rounds: Vec<Result<Figures, RunError>>,
 }
 
 /// What was measured.
@@ -108,7 +109,7 @@ impl Entry {
         self.rounds.iter().filter_map(|r| r.as_ref().ok())
     }
 
-    pub fn errors(&self) -> impl Iterator<Item = &String> {
+    pub fn errors(&self) -> impl Iterator<Item = &RunError> {
         self.rounds.iter().filter_map(|r| r.as_ref().err())
     }
 
@@ -170,7 +171,7 @@ pub const BASELINE: &str = "epoll";
 /// were measured seconds apart: their ratio cancels the slow drifts of a shared machine, which
 /// move a whole round, and the median of these ratios is steadier than the ratio of medians.
 pub fn cpu_ratios(entry: &Entry, base: &Entry) -> Vec<f64> {
-    let cpu = |r: &Result<Figures, String>| match r {
+    let cpu = |r: &Result<Figures, RunError>| match r {
         Ok(Figures::Load(l)) if l.server_cpu_per_msg_us > 0.0 => Some(l.server_cpu_per_msg_us),
         _ => None,
     };
@@ -422,24 +423,10 @@ pub fn bytes(n: usize) -> String {
     }
 }
 
-/// The current time in UTC, as `2026-11-29T14:03:09Z`.
+/// The current time in UTC to the second, as `2026-11-29T14:03:09Z`.
 pub fn utc_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's `civil_from_days`).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let (h, m, s) = (rest / 3600, rest % 3600 / 60, rest % 60);
-    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z")
+    let now = jiff::Timestamp::now();
+    jiff::Timestamp::from_second(now.as_second()).unwrap_or(now).to_string()
 }
 
 #[cfg(test)]
@@ -460,8 +447,14 @@ mod tests {
         };
         let point = Point::Load { connections: 1, size: 64 };
         let entry = |server: &str, rounds| Entry { server: server.into(), point, rounds };
-        let base = entry(BASELINE, vec![load(2.0), Err("died".into()), load(4.0), load(5.0)]);
-        let other = entry("mini", vec![load(3.0), load(1.0), load(4.0), Err("died".into())]);
+        let base = entry(
+            BASELINE,
+            vec![load(2.0), Err(RunError::Server("died".into())), load(4.0), load(5.0)],
+        );
+        let other = entry(
+            "mini",
+            vec![load(3.0), load(1.0), load(4.0), Err(RunError::Server("died".into()))],
+        );
         assert_eq!(cpu_ratios(&other, &base), vec![1.5, 1.0]);
         let entries = [base, other];
         assert!(baseline_for(&entries, &entries[1]).is_some());

@@ -94,6 +94,10 @@ macro_rules! per_runtime {
             fn epoll() {
                 super::$case("epoll");
             }
+            #[test]
+            fn sigio() {
+                super::$case("sigio");
+            }
             #[cfg(feature = "tokio")]
             #[test]
             fn tokio_current() {

@@ -31,12 +31,13 @@ fn peer_reset_while_server_writes() {
     on_every_server(&SERVERS, |runtime| reset_while_writing(runtime, false));
 }
 
-/// The same against the `epoll` server, whose writes with output pending and input waiting are
-/// `writev(2)` calls (no `MSG_NOSIGNAL`): the error must be `EPIPE`, so the kernel raised
-/// `SIGPIPE`, and the server must survive it.
+/// The same against the `epoll` server and the `sigio` server (which shares its connection
+/// step), whose writes with output pending and input waiting are `writev(2)` calls (no
+/// `MSG_NOSIGNAL`): the error must be `EPIPE`, so the kernel raised `SIGPIPE`, and the server
+/// must survive it.
 #[test]
 fn peer_reset_during_writev() {
-    on_every_server(&["epoll"], |runtime| reset_while_writing(runtime, true));
+    on_every_server(&["epoll", "sigio"], |runtime| reset_while_writing(runtime, true));
 }
 
 fn reset_while_writing(runtime: &str, want_epipe: bool) -> Result<String, String> {

@@ -4,13 +4,12 @@
 //!
 //! # Why
 //!
-//! On a machine shared with other tenants, a server's CPU per message drifts by 5–15% from one
-//! 2-second interval to the next, and two servers measured one after the other see different
-//! drifts: on the 2-core machine, the per-round ratio of two servers had a standard deviation
-//! of 10–20%, wider than the differences the bench is asked to show. Cutting each server's
-//! interval into slices of, say, 200 ms and alternating them spreads every server over the same
-//! seconds, so a drift slower than a slice hits them all alike and cancels in their ratio (in
-//! 200 ms turns the deviation was 4–8%; docs/benchmarks.md has the runs).
+//! On a machine shared with other tenants, a server's CPU per message drifts from one 2-second
+//! interval to the next, and two servers measured one after the other see different drifts,
+//! wider than the differences the bench is asked to show (docs/benchmarks.md has the figures).
+//! Cutting each server's interval into slices of, say, 200 ms and alternating them spreads
+//! every server over the same seconds, so a drift slower than a slice hits them all alike and
+//! cancels in their ratio.
 //!
 //! # How
 //!
@@ -38,6 +37,7 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::error::RunError;
 use super::load::{self, Interval, Shared, Spec, DRAIN_TIMEOUT};
 use super::measure;
 use super::report::LoadFigures;
@@ -49,7 +49,7 @@ pub fn run(
     servers: &mut [Server],
     spec: &Spec,
     slice: Duration,
-) -> Result<Vec<LoadFigures>, String> {
+) -> Result<Vec<LoadFigures>, RunError> {
     let runtime = mini::Runtime::builder()
         .backend(mini::Backend::best())
         .build()
@@ -72,21 +72,19 @@ async fn drive(
     spec: &Spec,
     slice: Duration,
     shared: &[Rc<Shared>],
-) -> Result<Vec<LoadFigures>, String> {
+) -> Result<Vec<LoadFigures>, RunError> {
     // 1. Connect to each server in turn, and pause it once every connection has been answered:
     //    a connection still waiting would hold up every pause.
     for (server, shared) in servers.iter_mut().zip(shared) {
-        load::open(server, spec, shared).await.map_err(|e| in_server(server, e))?;
+        load::open(server, spec, shared).await.map_err(|e| e.in_server(server))?;
         let starved = shared.starved(spec);
         if starved > 0 {
-            return Err(in_server(
-                server,
-                format!(
-                    "{starved} of {} connections had no reply; interleaved turns need every \
-                     connection answered",
-                    spec.connections
-                ),
-            ));
+            let what = format!(
+                "{starved} of {} connections had no reply; interleaved turns need every \
+                 connection answered",
+                spec.connections
+            );
+            return Err(RunError::from(what).in_server(server));
         }
         shared.pause();
         drained(server, shared).await?;
@@ -111,9 +109,9 @@ async fn drive(
         };
         let rss = load::server_rss(pids[i])?;
         figures.push(load::figures(&shared[i], spec, &interval, rss, 0));
-        load::finish(server, &shared[i], spec).await.map_err(|e| in_server(server, e))?;
+        load::finish(server, &shared[i], spec).await.map_err(|e| e.in_server(server))?;
     }
-    figures.into_iter().zip(servers.iter()).map(|(f, s)| f.map_err(|e| in_server(s, e))).collect()
+    figures.into_iter().zip(servers.iter()).map(|(f, s)| f.map_err(|e| e.in_server(s))).collect()
 }
 
 /// Gives each server `count` turns of `slice`, in the order of [`turn_order`]; returns what
@@ -123,14 +121,14 @@ async fn take_turns(
     shared: &[Rc<Shared>],
     slice: Duration,
     count: usize,
-) -> Result<Vec<Turns>, String> {
+) -> Result<Vec<Turns>, RunError> {
     let mut turns = vec![Turns::default(); servers.len()];
     for pass in 1..=count {
         for i in turn_order(servers.len(), pass) {
             let (server, shared) = (&mut servers[i], &shared[i]);
             let (started, load0) = (Instant::now(), measure::thread_cpu());
             shared.resume();
-            load::watch(server, shared, slice).await.map_err(|e| in_server(server, e))?;
+            load::watch(server, shared, slice).await.map_err(|e| e.in_server(server))?;
             shared.pause();
             drained(server, shared).await?;
             turns[i].wall += started.elapsed();
@@ -144,9 +142,7 @@ async fn take_turns(
 /// in odd passes, `0, count - 1, ..., 1` in even ones.
 ///
 /// No server has two turns in a row, across passes too: a second turn would start with the
-/// server's memory still warm from its first, and on the 2-core machine a copy of `mini` that
-/// always ended a pass (forwards, then backwards, so it had every other pair of turns back to
-/// back) measured 5% cheaper than `mini` itself. And each server follows each of the others
+/// server's memory still warm from its first, which makes it look cheaper. And each server follows each of the others
 /// equally often over two passes with three servers: what one leaves in the caches (tokio
 /// touches more memory than the raw loop) weighs on all the others alike.
 fn turn_order(count: usize, pass: usize) -> impl Iterator<Item = usize> {
@@ -155,26 +151,16 @@ fn turn_order(count: usize, pass: usize) -> impl Iterator<Item = usize> {
 }
 
 /// Waits until `server` has answered every message in flight (its connections are paused).
-async fn drained(server: &mut Server, shared: &Shared) -> Result<(), String> {
+async fn drained(server: &mut Server, shared: &Shared) -> Result<(), RunError> {
     let waited = mini::time::timeout(DRAIN_TIMEOUT, shared.drained()).await;
-    let checked = shared.check().and_then(|()| server.check());
+    let checked = shared.check().map_err(RunError::from).and_then(|()| server.check());
     match (checked, waited) {
-        (Err(e), _) => Err(in_server(server, e)),
-        (Ok(()), Err(_)) => Err(in_server(
-            server,
-            format!("replies still in flight {DRAIN_TIMEOUT:?} after its turn ended"),
-        )),
+        (Err(e), _) => Err(e.in_server(server)),
+        (Ok(()), Err(_)) => {
+            let what = format!("replies still in flight {DRAIN_TIMEOUT:?} after its turn ended");
+            Err(RunError::from(what).in_server(server))
+        }
         (Ok(()), Ok(())) => Ok(()),
-    }
-}
-
-/// An error of one of the servers, named (unless it names the server already: "the NAME server
-/// died").
-fn in_server(server: &Server, error: String) -> String {
-    if error.contains(&format!("the {} server", server.name())) {
-        error
-    } else {
-        format!("{}: {error}", server.name())
     }
 }
 

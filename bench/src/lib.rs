@@ -1,24 +1,29 @@
-//! `echo bench`: every server of this build under the same load, side by side.
+//! The harness behind `echo bench`: every server of an `echo` build under the same load, side
+//! by side.
+//!
+//! A crate of its own so that `echo/` holds only the servers, the CLI and the client; `echo`
+//! calls [`run`] for its `bench` subcommand, and the servers measured are children of that same
+//! binary, so one build is all a run needs.
 //!
 //! # What a run does
 //!
 //! For each round, for each server, for each point of the matrix, a fresh server child is
-//! started (this binary, `--runtime NAME --addr 127.0.0.1:0`, see [`server`]) on one core, and
+//! started (the `echo` binary that called [`run`], `--runtime NAME --addr 127.0.0.1:0`, see `server.rs`) on one core, and
 //! measured from the other core:
 //!
-//! - a *load point* (C connections, S-byte messages) runs the closed-loop generator of [`load`]
+//! - a *load point* (C connections, S-byte messages) runs the closed-loop generator of `load.rs`
 //!   on the `mini` runtime: warm-up, then a measured interval of `--duration` seconds;
 //! - an *idle point* (N connections) holds N silent connections for `--duration` seconds
-//!   ([`idle`]).
+//!   (`idle.rs`).
 //!
 //! Rounds are interleaved (round 1 of every server, then round 2, ...), so that a disturbance of
 //! the machine hits one round of several servers rather than every round of one; each figure
 //! reported is the median over the rounds. With `--slice MS`, a load point goes further: all its
 //! servers run at once and the load moves between them every MS milliseconds, so that they are
-//! measured over the same seconds ([`interleave`]). A point that fails (the server does not
+//! measured over the same seconds (`interleave.rs`). A point that fails (the server does not
 //! start, dies, or breaks a connection or a reply) is reported as failed, the bench goes on with
-//! the others, and exits non-zero at the end. [`report`] writes the Markdown table, [`json`] the
-//! JSON lines, [`chart`] the SVG charts, [`measure`] reads `/proc` and `getrusage`.
+//! the others, and exits non-zero at the end. `report.rs` writes the Markdown table, `json.rs` the
+//! JSON lines, `chart.rs` the SVG charts, `measure.rs` reads `/proc` and `getrusage`.
 //!
 //! # Cores
 //!
@@ -27,11 +32,12 @@
 //! one CPU nothing is pinned, and the figures say so.
 //!
 //! With `--server-cpu PERCENT`, each server also runs in a cgroup whose CPU quota is PERCENT of
-//! one core ([`cgroup`]): the server, not the load generator, is then the bottleneck, and its
+//! one core (`cgroup.rs`): the server, not the load generator, is then the bottleneck, and its
 //! busy figure is reported as a fraction of that allowance.
 
 mod cgroup;
 mod chart;
+mod error;
 mod idle;
 mod interleave;
 mod json;
@@ -50,6 +56,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use cgroup::Cgroup;
+use error::RunError;
+pub use plan::parse_secs;
 use plan::Plan;
 use report::{Entry, Figures, Meta, Point};
 use server::Server;
@@ -75,7 +83,7 @@ pub struct BenchArgs {
 
     /// Seconds measured per point (after a warm-up of a quarter of it, at most 0.5 s); also how
     /// long idle connections are held [default: 2; --quick: 0.5].
-    #[arg(long, value_name = "SECS", value_parser = plan::parse_secs)]
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     duration: Option<Duration>,
 
     /// Rounds, interleaved across servers; figures are medians over them [default: 3; --quick: 1].
@@ -113,14 +121,19 @@ pub struct BenchArgs {
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=10_000))]
     slice: Option<u64>,
 
-    /// Directory for results.md, results.jsonl and the SVG charts.
-    #[arg(long, value_name = "DIR", default_value = "docs/bench")]
-    out: PathBuf,
+    /// Directory for results.md, results.jsonl and the SVG charts. `--out docs/bench` replaces
+    /// the committed results [default: bench/ in cargo's target directory: $CARGO_TARGET_DIR,
+    /// else the one this binary was built in, else ./target]
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
 }
 
 /// Runs the bench; an error if the arguments are wrong or if any point failed.
-pub fn run(args: BenchArgs) -> Result<()> {
-    let plan = Plan::new(args)?;
+///
+/// Must be called from the `echo` binary itself (`echo bench`): each server is started as a
+/// child of the running executable, `--runtime NAME`, where `servers` lists the names it takes.
+pub fn run(args: BenchArgs, servers: &[String]) -> Result<()> {
+    let plan = Plan::new(args, servers)?;
     // First, so that a machine without writable cgroups fails before anything runs. Dropped (and
     // so removed) when `run` returns, whichever way.
     let cgroup = plan
@@ -185,25 +198,24 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 continue; // run already, with the first of its servers
             }
             let t = Instant::now();
-            let outcomes = if together {
-                let point = entry.point;
-                let order: Vec<usize> = round_order(plan.servers.len(), round).collect();
-                let names: Vec<&str> = order.iter().map(|&i| plan.servers[i].as_str()).collect();
+            let point = entry.point;
+            let outcomes: Vec<(String, _)> = if together {
+                let order = round_order(plan.servers.len(), round);
+                let names: Vec<&str> = order.map(|i| plan.servers[i].as_str()).collect();
                 let outcomes = run_together(&names, point, &plan, server_cpu, cgroup.as_ref());
-                // Entries are server-major: server i's entry for this point.
-                let at = index % plan.points.len();
-                let indexes = order.iter().map(|&i| i * plan.points.len() + at);
-                indexes.zip(outcomes).collect()
+                names.into_iter().map(str::to_owned).zip(outcomes).collect()
             } else {
-                let outcome =
-                    run_point(&entry.server, entry.point, &plan, server_cpu, cgroup.as_ref());
-                vec![(index, outcome)]
+                let outcome = run_point(&entry.server, point, &plan, server_cpu, cgroup.as_ref());
+                vec![(entry.server.clone(), outcome)]
             };
             let took = t.elapsed().as_secs_f64();
             let took =
                 if together { format!("{took:.1} s, in turns") } else { format!("{took:.1} s") };
-            for (index, outcome) in outcomes {
-                let entry = &mut entries[index];
+            for (server, outcome) in outcomes {
+                let entry = entries
+                    .iter_mut()
+                    .find(|e| e.server == server && e.point == point)
+                    .expect("an entry for every server and point");
                 done += 1;
                 eprintln!(
                     "[{done}/{total}] {} {} round {round}: {} ({took})",
@@ -250,7 +262,7 @@ fn run_point(
     plan: &Plan,
     cpu: Option<usize>,
     cgroup: Option<&Cgroup>,
-) -> Result<Figures, String> {
+) -> Result<Figures, RunError> {
     let mut server = Server::start(name, cpu, cgroup)?;
     let outcome = match point {
         Point::Load { connections, size } => {
@@ -260,16 +272,7 @@ fn run_point(
             idle::run(&mut server, connections, plan.duration).map(Figures::Idle)
         }
     };
-    outcome.map_err(|e| name_the_dead(std::slice::from_mut(&mut server), e))
-}
-
-/// `error`, preceded by how one of `servers` died if one has: a broken connection is often the
-/// first sign of a dead server. (Not twice, if `error` says so already.)
-fn name_the_dead(servers: &mut [Server], error: String) -> String {
-    match servers.iter_mut().find_map(|s| s.check_after_error().err()) {
-        Some(dead) if !error.contains(" server died") => format!("{dead} ({error})"),
-        _ => error,
-    }
+    outcome.map_err(|e| e.or_dead(std::slice::from_mut(&mut server)))
 }
 
 /// One round of a load point on every server in `names` at once, in turns (`--slice`): each
@@ -280,7 +283,7 @@ fn run_together(
     plan: &Plan,
     cpu: Option<usize>,
     cgroup: Option<&Cgroup>,
-) -> Vec<Result<Figures, String>> {
+) -> Vec<Result<Figures, RunError>> {
     let Point::Load { connections, size } = point else {
         unreachable!("only load points run together")
     };
@@ -291,7 +294,7 @@ fn run_together(
         .map(|name| Server::start(name, cpu, cgroup))
         .collect::<Result<Vec<_>, _>>()
         .and_then(|mut servers| {
-            interleave::run(&mut servers, &spec, slice).map_err(|e| name_the_dead(&mut servers, e))
+            interleave::run(&mut servers, &spec, slice).map_err(|e| e.or_dead(&mut servers))
         });
     match outcome {
         Ok(figures) => figures.into_iter().map(|f| Ok(Figures::Load(f))).collect(),
@@ -301,7 +304,7 @@ fn run_together(
 
 /// The tail of a progress line: the headline figure, or the failure. With a cap, the server's
 /// busy is a fraction of its allowance.
-fn summary(outcome: &Result<Figures, String>, cap: Option<u8>) -> String {
+fn summary(outcome: &Result<Figures, RunError>, cap: Option<u8>) -> String {
     match outcome {
         Ok(Figures::Load(f)) => format!(
             "{} msg/s, p99 {:.0} µs, server {:.0}% busy{}",
@@ -339,8 +342,7 @@ fn write_outputs(plan: &Plan, meta: &Meta, entries: &[Entry], markdown: &str) ->
 
 /// The order in which round `round` (from 1) runs `count` entries: forwards in odd rounds,
 /// backwards in even ones. With a fixed order each server would always follow the same one and
-/// inherit whatever that one leaves behind in the machine (on this 2-core machine, the same
-/// three servers in two fixed orders put `mini` 2% and 8% above `epoll` at C = 1000); reversing
+/// inherit whatever that one leaves behind in the machine (docs/benchmarks.md); reversing
 /// every other round makes each server follow each neighbour equally often, and cancels a
 /// steady drift across a pair of rounds.
 fn round_order(count: usize, round: usize) -> impl Iterator<Item = usize> {

@@ -1,4 +1,4 @@
-//! The same suite run against each server the binary offers (`--runtime mini|threaded|spin|select`).
+//! The same suite run against each server the binary offers (`--runtime mini|threaded|spin|select|epoll|sigio`).
 //!
 //! Each case is a plain function taking the runtime's name; [`server_suite!`] turns every
 //! (server, case) pair into its own `#[test]`, named `echo_servers::<server>::<case>`, so a
@@ -74,7 +74,7 @@ macro_rules! server_suite {
     )*};
 }
 
-server_suite!(mini, threaded, spin, select, epoll);
+server_suite!(mini, threaded, spin, select, epoll, sigio);
 #[cfg(feature = "tokio")]
 server_suite!(tokio_current = "tokio-current", tokio_multi = "tokio-multi");
 

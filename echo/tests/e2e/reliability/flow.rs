@@ -196,4 +196,4 @@ macro_rules! one_test_per_server {
     };
 }
 
-one_test_per_server!(large_transfer: mini, threaded, spin, select, epoll);
+one_test_per_server!(large_transfer: mini, threaded, spin, select, epoll, sigio);

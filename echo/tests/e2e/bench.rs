@@ -2,6 +2,7 @@
 //! reported while the others still run; an unknown server name is refused up front; `--server-cpu`
 //! caps the servers in a cgroup (where cgroups are writable) and refuses a percentage out of
 //! 1..=100; `--slice` runs the servers of a load point together, in turns, and refuses `spin`;
+//! without `--out` the results go to cargo's target directory, never to the committed ones;
 //! `mini:BACKEND` names the mini server on one of its backends.
 //!
 //! The runs are kept to a second or two of measuring (`--duration 0.3`, one round, a handful of
@@ -56,6 +57,55 @@ fn find<'a>(lines: &'a [Value], kind: &str, server: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind} line for {server} in {lines:?}"))
 }
 
+/// The fields of a load point's JSON line, of an idle point's, and of both.
+const LOAD_KEYS: [&str; 19] = [
+    "kind",
+    "server",
+    "connections",
+    "size",
+    "pipeline",
+    "msgs_per_s",
+    "mb_per_s",
+    "p50_us",
+    "p99_us",
+    "p999_us",
+    "messages",
+    "server_cpu_per_msg_us",
+    "server_busy",
+    "server_rss_kib",
+    "load_busy",
+    "starved",
+    "msgs_per_s_by_round",
+    "server_cpu_per_msg_us_by_round",
+    "server_cpu_per_msg_vs_epoll",
+];
+const IDLE_KEYS: [&str; 11] = [
+    "kind",
+    "server",
+    "connections",
+    "held",
+    "open_s",
+    "server_busy",
+    "rss_before_kib",
+    "rss_kib",
+    "rss_per_conn_bytes",
+    "hold_s",
+    "rss_per_conn_bytes_by_round",
+];
+const META_KEYS: [&str; 11] = [
+    "rounds",
+    "errors",
+    "date",
+    "commit",
+    "command",
+    "cores",
+    "pinning",
+    "server_cpu_percent",
+    "slice_ms",
+    "duration_s",
+    "warmup_s",
+];
+
 #[test]
 fn a_tiny_run_reports_every_point() {
     let out = OutDir::new("tiny");
@@ -78,6 +128,17 @@ fn a_tiny_run_reports_every_point() {
         assert!(idle["commit"].is_string() || idle["commit"].is_null(), "{idle}");
     }
 
+    // Every line has exactly the fields the docs and earlier runs' files have.
+    for line in &lines {
+        let mut got: Vec<&str> =
+            line.as_object().expect("an object").keys().map(String::as_str).collect();
+        let mut want = if line["kind"] == "load" { LOAD_KEYS.to_vec() } else { IDLE_KEYS.to_vec() };
+        want.extend(META_KEYS);
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(got, want, "{line}");
+    }
+
     // mini against the epoll loop, round by round; the epoll loop is the baseline itself.
     let vs_epoll = |server| find(&lines, "load", server)["server_cpu_per_msg_vs_epoll"].clone();
     assert!(vs_epoll("mini").as_f64().is_some_and(|r| r > 0.0), "{lines:?}");
@@ -91,6 +152,24 @@ fn a_tiny_run_reports_every_point() {
         assert!(read(&out.0.join(chart)).starts_with("<svg"), "{chart}");
     }
     assert!(done.stderr.contains("[4/4]"), "no progress lines: {}", done.stderr);
+}
+
+#[test]
+fn without_out_results_go_to_the_target_directory() {
+    // Never into the committed docs/bench: into bench/ of cargo's target directory, here a
+    // fresh one named by CARGO_TARGET_DIR.
+    let target = OutDir::new("default-out");
+    let args = ["bench", "--servers", "epoll", "--connections", "2", "--sizes", "64"];
+    let rest = ["--duration", "0.3", "--rounds", "1", "--idle", "0"];
+    let done = std::process::Command::new(crate::util::ECHO)
+        .args([&args[..], &rest[..]].concat())
+        .env("CARGO_TARGET_DIR", target.path())
+        .output()
+        .expect("run echo bench");
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let written = target.0.join("bench");
+    assert!(String::from_utf8_lossy(&done.stderr).contains(&*written.to_string_lossy()));
+    assert!(read(&written.join("results.jsonl")).contains("\"server\":\"epoll\""));
 }
 
 #[test]
@@ -117,8 +196,8 @@ fn a_failed_point_is_reported_and_the_others_still_run() {
 
 #[test]
 fn sliced_servers_take_turns_and_each_gets_its_own_figures() {
-    // The point is given twice: like any point, it is then measured twice (each time with both
-    // servers in turns), and each of the four entries gets its own two rounds.
+    // The point is given twice: like a server named twice, it is measured once (with both
+    // servers in turns, each round), and each of the two entries gets its own two rounds.
     let out = OutDir::new("sliced");
     let args = ["bench", "--servers", "mini,epoll", "--connections", "3,3", "--sizes", "64"];
     let rest = ["--duration", "0.3", "--rounds", "2", "--idle", "0", "--slice", "20"];
@@ -126,7 +205,7 @@ fn sliced_servers_take_turns_and_each_gets_its_own_figures() {
     assert!(done.status.success(), "{}", done.describe());
 
     let lines = out.json_lines();
-    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines.len(), 2, "{lines:?}");
     for load in &lines {
         assert_eq!(load["slice_ms"], 20, "{load}");
         assert_eq!(load["errors"].as_array().map(Vec::len), Some(0), "{load}");
@@ -138,7 +217,7 @@ fn sliced_servers_take_turns_and_each_gets_its_own_figures() {
     }
     let table = read(&out.0.join("results.md"));
     assert!(table.contains("every 20 ms"), "{table}");
-    assert!(done.stderr.contains("[8/8]"), "no progress lines: {}", done.stderr);
+    assert!(done.stderr.contains("[4/4]"), "no progress lines: {}", done.stderr);
     assert!(!done.stderr.contains("[9/8]"), "{}", done.stderr);
 }
 

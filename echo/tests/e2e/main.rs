@@ -4,7 +4,7 @@
 //! One test binary (one link) holding a list of modules:
 //! - `util`: start/reap servers, bounded socket I/O, deadlines, descriptor counts;
 //! - `echo_servers`: one suite generated for each server (`mini`, `threaded`, `spin`, `select`,
-//!   `epoll`, and with the `tokio` feature `tokio-current` and `tokio-multi`);
+//!   `epoll`, `sigio`, and with the `tokio` feature `tokio-current` and `tokio-multi`);
 //! - `cli`: flags, errors, signals and the `client` subcommand;
 //! - `bench`: `echo bench` on a tiny matrix: its outputs, a failed point, a wrong server name,
 //!   `--server-cpu` (a capped run where cgroups are writable, out-of-range percentages);
@@ -20,7 +20,6 @@
 mod backends;
 mod bench;
 mod cli;
-mod docs_links;
 mod echo_servers;
 mod reliability;
 #[cfg(all(feature = "uring", any(target_arch = "x86_64", target_arch = "aarch64")))]

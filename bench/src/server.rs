@@ -35,6 +35,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use super::cgroup::{self, Cgroup};
+use super::error::RunError;
 use super::measure;
 
 /// How long a server may take to print `listening on ADDR`.
@@ -71,7 +72,7 @@ impl Server {
         name: &str,
         cpu: Option<usize>,
         cgroup: Option<&Cgroup>,
-    ) -> Result<Server, String> {
+    ) -> Result<Server, RunError> {
         let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
         // A profiler to run the server under, e.g. ECHO_BENCH_WRAP="valgrind --tool=callgrind":
         // instruction counts compare servers even on a noisy machine (docs/benchmarks.md).
@@ -152,7 +153,7 @@ impl Server {
     }
 
     /// Ok while the server runs; else an error that says how it ended and what it said last.
-    pub fn check(&mut self) -> Result<(), String> {
+    pub fn check(&mut self) -> Result<(), RunError> {
         match self.child.try_wait() {
             Ok(None) => Ok(()),
             Ok(Some(_)) | Err(_) => Err(self.failure("died")),
@@ -161,7 +162,7 @@ impl Server {
 
     /// Like [`check`](Self::check), after an error that a dying server may have caused: gives
     /// the server a moment to finish exiting before calling it alive.
-    pub fn check_after_error(&mut self) -> Result<(), String> {
+    pub fn check_after_error(&mut self) -> Result<(), RunError> {
         for _ in 0..10 {
             self.check()?;
             thread::sleep(Duration::from_millis(10));
@@ -170,7 +171,7 @@ impl Server {
     }
 
     /// "the NAME server WHAT (exit status / signal); its stderr ends: ...".
-    fn failure(&mut self, what: &str) -> String {
+    fn failure(&mut self, what: &str) -> RunError {
         // A server that has just closed its stdout may not be reaped yet: give it a moment.
         let mut status = None;
         for _ in 0..20 {
@@ -191,7 +192,7 @@ impl Server {
             let lines: Vec<&str> = tail.iter().map(String::as_str).collect();
             message += &format!("; its stderr ends: {}", lines.join(" | "));
         }
-        message
+        RunError::Server(message)
     }
 }
 

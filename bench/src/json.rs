@@ -7,7 +7,10 @@
 //! carries the metadata, so that the lines of several runs can be concatenated into one file and
 //! still be told apart.
 //!
-//! JSON is written by hand: the objects are flat, and a 60-line writer beats a dependency.
+//! Each line is a `serde_json` object; numbers are rounded to 3 decimals, and a figure that
+//! could not be measured (a failed point, no baseline) is `null`.
+
+use serde_json::{Map, Value};
 
 use super::report::{self, Entry, Figures, IdleFigures, LoadFigures, Meta, Point};
 use super::stats;
@@ -18,7 +21,7 @@ pub fn lines(meta: &Meta, entries: &[Entry]) -> String {
     let mut out = String::new();
     for e in entries {
         let mut o = Object::default();
-        let errors: Vec<String> = e.errors().cloned().collect();
+        let errors: Vec<String> = e.errors().map(ToString::to_string).collect();
         match e.point {
             Point::Load { connections, size } => {
                 let f = e.load();
@@ -86,76 +89,51 @@ pub fn lines(meta: &Meta, entries: &[Entry]) -> String {
     out
 }
 
-/// A flat JSON object under construction.
+/// A flat JSON object under construction, its keys in the order they are added.
 #[derive(Default)]
-struct Object(String);
+struct Object(Map<String, Value>);
 
 impl Object {
-    fn key(&mut self, key: &str) -> &mut Self {
-        self.0 += if self.0.is_empty() { "{" } else { "," };
-        self.0 += &quote(key);
-        self.0 += ":";
+    fn put(&mut self, key: &str, value: Value) -> &mut Self {
+        self.0.insert(key.to_owned(), value);
         self
     }
 
     fn str(&mut self, key: &str, value: &str) -> &mut Self {
-        self.key(key).0 += &quote(value);
-        self
+        self.put(key, value.into())
     }
 
     /// A number rounded to 3 decimals; `null` for None, NaN or infinity.
     fn num(&mut self, key: &str, value: Option<f64>) -> &mut Self {
-        self.key(key).0 += &number(value);
-        self
+        self.put(key, number(value))
     }
 
     fn nums(&mut self, key: &str, values: impl Iterator<Item = Option<f64>>) -> &mut Self {
-        let items: Vec<String> = values.map(number).collect();
-        self.key(key).0 += &format!("[{}]", items.join(","));
-        self
+        self.put(key, values.map(number).collect())
     }
 
     fn strs(&mut self, key: &str, values: &[String]) -> &mut Self {
-        let items: Vec<String> = values.iter().map(|v| quote(v)).collect();
-        self.key(key).0 += &format!("[{}]", items.join(","));
-        self
+        self.put(key, values.iter().map(|v| Value::from(v.as_str())).collect())
     }
 
-    fn finish(mut self) -> String {
-        self.0 += "}";
-        self.0
+    fn finish(self) -> String {
+        Value::Object(self.0).to_string()
     }
 }
 
-fn number(value: Option<f64>) -> String {
+/// `value` rounded to 3 decimals, as an integer when it is one (`2`, not `2.0`).
+fn number(value: Option<f64>) -> Value {
     match value {
         Some(x) if x.is_finite() => {
-            let s = format!("{x:.3}");
-            let s = s.trim_end_matches('0').trim_end_matches('.');
-            if s == "-0" {
-                "0".to_owned()
+            let rounded = (x * 1000.0).round() / 1000.0;
+            if rounded.fract() == 0.0 && rounded.abs() < 9e15 {
+                Value::from(rounded as i64)
             } else {
-                s.to_owned()
+                Value::from(rounded)
             }
         }
-        _ => "null".to_owned(),
+        _ => Value::Null,
     }
-}
-
-fn quote(s: &str) -> String {
-    let mut q = String::with_capacity(s.len() + 2);
-    q.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => q += "\\\"",
-            '\\' => q += "\\\\",
-            '\n' => q += "\\n",
-            c if (c as u32) < 0x20 => q += &format!("\\u{:04x}", c as u32),
-            c => q.push(c),
-        }
-    }
-    q.push('"');
-    q
 }
 
 #[cfg(test)]
@@ -163,10 +141,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn numbers_and_strings() {
-        assert_eq!(number(Some(95312.34567)), "95312.346");
-        assert_eq!(number(Some(2.0)), "2");
-        assert_eq!(number(Some(f64::NAN)), "null");
-        assert_eq!(quote("a \"b\"\n"), r#""a \"b\"\n""#);
+    fn numbers_are_rounded_and_strings_escaped() {
+        assert_eq!(number(Some(95312.34567)).to_string(), "95312.346");
+        assert_eq!(number(Some(2.0)).to_string(), "2");
+        assert_eq!(number(Some(-0.0001)).to_string(), "0");
+        assert_eq!(number(Some(f64::NAN)), Value::Null);
+        let mut o = Object::default();
+        o.str("b", "a \"b\"\n").num("a", Some(1.5));
+        assert_eq!(o.finish(), r#"{"b":"a \"b\"\n","a":1.5}"#);
     }
 }

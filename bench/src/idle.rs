@@ -14,6 +14,7 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::error::RunError;
 use super::measure;
 use super::report::IdleFigures;
 use super::server::Server;
@@ -22,8 +23,8 @@ use super::server::Server;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connections opened before waiting for the server to accept them: half the backlog that
-/// every server listens with (`listen::BACKLOG`).
-const BATCH: usize = crate::listen::BACKLOG as usize / 2;
+/// every echo server listens with (1024, `BACKLOG` in echo's `listen.rs`).
+const BATCH: usize = 512;
 
 /// A descriptor count unchanged for this long is taken as final: after a batch, and at the end.
 const BATCH_SETTLE: Duration = Duration::from_millis(100);
@@ -37,7 +38,7 @@ const CHECK_EVERY: Duration = Duration::from_millis(10);
 const HOLD_CHECK_EVERY: Duration = Duration::from_millis(50);
 
 /// Runs one idle point: `n` silent connections held for `hold`.
-pub fn run(server: &mut Server, n: usize, hold: Duration) -> Result<IdleFigures, String> {
+pub fn run(server: &mut Server, n: usize, hold: Duration) -> Result<IdleFigures, RunError> {
     let pid = server.pid();
     let rss = || measure::rss_kib(pid).map_err(|e| format!("cannot read the server's RSS: {e}"));
     let fds = || measure::open_fds(pid).map_err(|e| format!("cannot list the server's fds: {e}"));
@@ -59,7 +60,9 @@ pub fn run(server: &mut Server, n: usize, hold: Duration) -> Result<IdleFigures,
                 Ok(stream) => conns.push(stream),
                 Err(e) => {
                     server.check()?;
-                    return Err(format!("connection {} of {n}: cannot connect: {e}", conns.len()));
+                    return Err(
+                        format!("connection {} of {n}: cannot connect: {e}", conns.len()).into()
+                    );
                 }
             }
         }
@@ -72,7 +75,7 @@ pub fn run(server: &mut Server, n: usize, hold: Duration) -> Result<IdleFigures,
     let held = wait_for(server, fds_before, n, SETTLE)?;
     let open_s = opening.elapsed().as_secs_f64();
     if held == 0 {
-        return Err(format!("the server holds none of the {n} connections"));
+        return Err(format!("the server holds none of the {n} connections").into());
     }
 
     // 4. Hold them, measuring the server's CPU time.
@@ -105,7 +108,7 @@ fn wait_for(
     fds_before: usize,
     target: usize,
     settle: Duration,
-) -> Result<usize, String> {
+) -> Result<usize, RunError> {
     let (mut held, mut changed) = (usize::MAX, Instant::now());
     loop {
         server.check()?;

@@ -1,6 +1,6 @@
 //! What the reliability tests read of a server process, from `/proc`: its descriptor count
 //! against a baseline, its CPU over a window, its resident memory; and the step that gives it a
-//! low descriptor limit.
+//! low descriptor (or other resource) limit.
 
 use std::fs;
 use std::io;
@@ -14,11 +14,20 @@ use crate::util::{connect, echo_once, open_fds, wait_until, Server};
 /// A `Server::start_with` step that sets the child's descriptor limit (soft and hard) to
 /// `limit` between `fork` and `exec`.
 pub(super) fn fd_limit(limit: libc::rlim_t) -> impl FnOnce(&mut Command) {
+    resource_limit(libc::RLIMIT_NOFILE, limit)
+}
+
+/// A `Server::start_with` step that sets the child's limit of `resource` (soft and hard) to
+/// `limit` between `fork` and `exec`.
+pub(super) fn resource_limit(
+    resource: libc::__rlimit_resource_t,
+    limit: libc::rlim_t,
+) -> impl FnOnce(&mut Command) {
     move |command| {
         let set_limit = move || {
             let rlimit = libc::rlimit { rlim_cur: limit, rlim_max: limit };
             // SAFETY: `rlimit` is a live, initialised struct the call only reads.
-            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) } == -1 {
+            if unsafe { libc::setrlimit(resource, &rlimit) } == -1 {
                 return Err(io::Error::last_os_error());
             }
             Ok(())

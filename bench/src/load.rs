@@ -32,6 +32,7 @@ use hdrhistogram::Histogram;
 use mini::net::TcpStream;
 use mini::time::{sleep, timeout};
 
+use super::error::RunError;
 use super::measure;
 use super::report::LoadFigures;
 use super::server::Server;
@@ -69,7 +70,7 @@ const PERIOD: usize = 251;
 const SCRATCH: usize = 64 * 1024;
 
 /// Runs one load point against `server` and returns its figures, or why it failed.
-pub fn run(server: &mut Server, spec: &Spec) -> Result<LoadFigures, String> {
+pub fn run(server: &mut Server, spec: &Spec) -> Result<LoadFigures, RunError> {
     // The best poller, whatever MINI_BACKEND says (that variable is for the mini *server*).
     let runtime = mini::Runtime::builder()
         .backend(mini::Backend::best())
@@ -203,7 +204,7 @@ async fn drive(
     server: &mut Server,
     spec: &Spec,
     shared: &Rc<Shared>,
-) -> Result<LoadFigures, String> {
+) -> Result<LoadFigures, RunError> {
     open(server, spec, shared).await?;
     watch(server, shared, spec.warmup).await?;
 
@@ -230,14 +231,14 @@ pub(super) async fn open(
     server: &mut Server,
     spec: &Spec,
     shared: &Rc<Shared>,
-) -> Result<(), String> {
+) -> Result<(), RunError> {
     // 1. Open the connections; each starts sending as soon as it is open.
     let addr = server.addr();
     for id in 0..spec.connections {
         let stream = match timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => return Err(format!("connection {id}: cannot connect: {e}")),
-            Err(_) => return Err(format!("connection {id}: connect timed out")),
+            Ok(Err(e)) => return Err(format!("connection {id}: cannot connect: {e}").into()),
+            Err(_) => return Err(format!("connection {id}: connect timed out").into()),
         };
         stream.set_nodelay(true).map_err(|e| format!("cannot set TCP_NODELAY: {e}"))?;
         shared.running.set(shared.running.get() + 1);
@@ -263,7 +264,7 @@ pub(super) async fn finish(
     server: &mut Server,
     shared: &Shared,
     spec: &Spec,
-) -> Result<(), String> {
+) -> Result<(), RunError> {
     shared.stopping.set(true);
     shared.resume();
     let drained = Instant::now();
@@ -275,12 +276,13 @@ pub(super) async fn finish(
             let stuck = owing();
             return Err(format!(
                 "{stuck} connections still owed replies {DRAIN_TIMEOUT:?} after the run"
-            ));
+            )
+            .into());
         }
         sleep(Duration::from_millis(5)).await;
     }
     // A connection that failed while draining is no longer running: its error is here.
-    shared.check()
+    Ok(shared.check()?)
 }
 
 /// What a measured interval cost: the server's and the load generator's CPU, and wall time.
@@ -297,11 +299,11 @@ pub(super) fn figures(
     interval: &Interval,
     rss_kib: u64,
     starved: usize,
-) -> Result<LoadFigures, String> {
+) -> Result<LoadFigures, RunError> {
     let messages = shared.messages.get();
     let secs = interval.wall.as_secs_f64();
     if messages == 0 {
-        return Err(format!("no reply completed in {secs:.1} s"));
+        return Err(format!("no reply completed in {secs:.1} s").into());
     }
     let latency = shared.latency.borrow();
     let quantile_us = |q: f64| latency.value_at_quantile(q) as f64 / 1e3;
@@ -337,7 +339,7 @@ pub(super) async fn watch(
     server: &mut Server,
     shared: &Shared,
     period: Duration,
-) -> Result<(), String> {
+) -> Result<(), RunError> {
     let end = Instant::now() + period;
     loop {
         shared.check()?;

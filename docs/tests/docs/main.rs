@@ -16,6 +16,10 @@
 //! still be a line of that file (compared with surrounding spaces trimmed; a line `// ...`
 //! marks an elision). So a snippet is either compiled where it came from or the test says that
 //! it went stale. The README's Rust block is compiled as a doctest of `mini` instead.
+//!
+//! [`facts`] checks the prose: quotations from source files, and figures from committed runs.
+
+mod facts;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -94,13 +98,13 @@ fn rust_snippets_in_docs_match_their_sources() {
     assert!(problems.is_empty(), "stale Rust snippets in docs/:\n  {}", problems.join("\n  "));
 }
 
-/// The repository root: the parent of the `echo` package, whose test this is.
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("echo/ has a parent").to_path_buf()
+/// The repository root: the parent of `docs/`, whose test this is.
+pub(crate) fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("docs/ has a parent").to_path_buf()
 }
 
 /// `*.md` at the root and in `docs/`, sorted.
-fn markdown_files() -> Vec<PathBuf> {
+pub(crate) fn markdown_files() -> Vec<PathBuf> {
     let root = repo_root();
     let mut files = Vec::new();
     for dir in [root.clone(), root.join("docs")] {
@@ -117,7 +121,7 @@ fn markdown_files() -> Vec<PathBuf> {
 }
 
 /// Every link target outside code, with its 1-based line number.
-fn links(text: &str) -> Vec<(usize, String)> {
+pub(crate) fn links(text: &str) -> Vec<(usize, String)> {
     let mut found = Vec::new();
     let mut in_fence = false;
     for (i, line) in text.lines().enumerate() {
@@ -168,7 +172,7 @@ fn without_inline_code(line: &str) -> String {
 }
 
 /// The path part of a link target, or `None` for a target that is not a file in the repository.
-fn local_path(target: &str) -> Option<&str> {
+pub(crate) fn local_path(target: &str) -> Option<&str> {
     let skip = ["http://", "https://", "mailto:", "#"];
     if target.is_empty() || skip.iter().any(|s| target.starts_with(s)) {
         return None;
@@ -178,7 +182,7 @@ fn local_path(target: &str) -> Option<&str> {
 }
 
 /// `path` as seen from Markdown file `file`.
-fn resolve(file: &Path, path: &str) -> PathBuf {
+pub(crate) fn resolve(file: &Path, path: &str) -> PathBuf {
     match path.strip_prefix('/') {
         Some(from_root) => repo_root().join(from_root),
         None => file.parent().expect("a file has a directory").join(path),
@@ -186,7 +190,7 @@ fn resolve(file: &Path, path: &str) -> PathBuf {
 }
 
 /// `path` relative to the repository root, for messages.
-fn relative(path: &Path) -> String {
+pub(crate) fn relative(path: &Path) -> String {
     path.strip_prefix(repo_root()).unwrap_or(path).display().to_string()
 }
 

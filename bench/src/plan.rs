@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use clap::ValueEnum;
 
 use super::load;
 use super::report::Point;
@@ -16,6 +15,19 @@ const DEFAULTS: (&[usize], &[usize], f64, usize, &[usize]) =
     (&[1, 10, 100, 1000], &[64, 16 * 1024], 2.0, 3, &[1000, 10_000]);
 const QUICK: (&[usize], &[usize], f64, usize, &[usize]) =
     (&[1, 100], &[64, 16 * 1024], 0.5, 1, &[1000]);
+
+/// Where results go without `--out`: `bench/` in cargo's target directory, never a committed
+/// directory. That is `$CARGO_TARGET_DIR` if set, else the directory this binary was built in
+/// (`TARGET/release/echo`: cargo marks TARGET with a `CACHEDIR.TAG`), else `./target`.
+fn default_out() -> PathBuf {
+    let built_in = || {
+        let exe = std::env::current_exe().ok()?;
+        let target = exe.parent()?.parent()?;
+        target.join("CACHEDIR.TAG").is_file().then(|| target.to_path_buf())
+    };
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).or_else(built_in);
+    target.unwrap_or_else(|| PathBuf::from("target")).join("bench")
+}
 
 /// What the arguments resolve to.
 #[derive(Debug)]
@@ -35,10 +47,10 @@ pub(super) struct Plan {
 }
 
 impl Plan {
-    pub(super) fn new(args: BenchArgs) -> Result<Plan> {
-        let available = available_servers();
+    /// Resolves `args` against `available`, the `--runtime` names of the `echo` binary.
+    pub(super) fn new(args: BenchArgs, available: &[String]) -> Result<Plan> {
         let servers = match args.servers {
-            None => available.clone(),
+            None => available.to_vec(),
             Some(names) => {
                 let mut servers: Vec<String> = Vec::new();
                 for name in names.into_iter().map(|n| n.trim().to_owned()) {
@@ -73,11 +85,18 @@ impl Plan {
         if connections.contains(&0) || sizes.contains(&0) || rounds == 0 || args.pipeline == 0 {
             bail!("--connections, --sizes, --rounds and --pipeline must be at least 1");
         }
-        let mut points: Vec<Point> = connections
+        let loads = connections
             .iter()
-            .flat_map(|&c| sizes.iter().map(move |&s| Point::Load { connections: c, size: s }))
-            .collect();
-        points.extend(idle.iter().map(|&n| Point::Idle { connections: n }));
+            .flat_map(|&c| sizes.iter().map(move |&s| Point::Load { connections: c, size: s }));
+        let idles = idle.iter().map(|&n| Point::Idle { connections: n });
+        // A point given twice is measured once, as a server named twice is: an entry of the
+        // report is one server at one point.
+        let mut points: Vec<Point> = Vec::new();
+        for point in loads.chain(idles) {
+            if !points.contains(&point) {
+                points.push(point);
+            }
+        }
         let warmup = (duration / 4).clamp(Duration::from_millis(50), Duration::from_millis(500));
         let slice = args.slice.map(Duration::from_millis);
         if slice.is_some() && servers.iter().any(|s| s == "spin") {
@@ -98,7 +117,7 @@ impl Plan {
             pipeline: args.pipeline,
             server_cpu: args.server_cpu,
             slice,
-            out: args.out,
+            out: args.out.unwrap_or_else(default_out),
         })
     }
 
@@ -147,16 +166,6 @@ impl Plan {
     }
 }
 
-/// Every `--runtime` this build has, in the order of `echo --help`.
-fn available_servers() -> Vec<String> {
-    crate::Model::value_variants()
-        .iter()
-        .filter_map(ValueEnum::to_possible_value)
-        .filter(|v| !v.is_hide_set())
-        .map(|v| v.get_name().to_owned())
-        .collect()
-}
-
 /// Whether `name` is `mini:BACKEND` for a backend this build has (see [`split_backend`]).
 fn is_mini_on_a_backend(name: &str) -> bool {
     match split_backend(name) {
@@ -195,10 +204,17 @@ pub(super) fn parse_size(s: &str) -> Result<usize, String> {
     }
 }
 
-/// "2" or "0.3" seconds.
-pub(super) fn parse_secs(s: &str) -> Result<Duration, String> {
-    match s.parse::<f64>() {
-        Ok(secs) if secs > 0.0 && secs.is_finite() => Ok(Duration::from_secs_f64(secs)),
-        _ => Err(format!("`{s}` is not a positive number of seconds")),
+/// The longest duration [`parse_secs`] takes: about 31 years, so that adding it to a clock
+/// reading can never overflow.
+const MAX_SECS: f64 = 1e9;
+
+/// Parses a duration given in seconds, like "2" or "0.3": more than 0, at most 1e9. Shared by
+/// `echo bench --duration` and `echo --idle-timeout`.
+pub fn parse_secs(text: &str) -> Result<Duration, String> {
+    match text.trim().parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs <= MAX_SECS => Ok(Duration::from_secs_f64(secs)),
+        _ => {
+            Err(format!("`{text}` is not a number of seconds more than 0 and at most {MAX_SECS:e}"))
+        }
     }
 }
