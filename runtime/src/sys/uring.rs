@@ -8,9 +8,10 @@
 //! hang-up. Such a poll stays armed and posts one completion each time the socket's wait queue
 //! is woken; it is edge-triggered unless asked otherwise (no `IORING_POLL_ADD_LEVEL`), so,
 //! as with epoll, the interest never changes while a socket lives and
-//! [`tracks_interest`](Poller::tracks_interest) is false. What it saves over epoll is a
-//! syscall now and then: adding a socket is an entry in shared memory, sent with the next
-//! wait, and a wait with nothing to submit and nothing pending makes no syscall at all.
+//! [`tracks_interest`](Poller::tracks_interest) is false. Adding a socket costs no syscall of its
+//! own (an entry in shared memory, sent with the next wait), and a wait with nothing to submit
+//! and nothing pending makes none at all; but under load it waits more often than epoll, since
+//! one wait delivers at most 20 deferred completions (see below).
 //!
 //! # A poll's life
 //!
@@ -36,9 +37,11 @@
 //! write completes that poll, which ends the wait.
 //!
 //! The ring is set up `SINGLE_ISSUER | DEFER_TASKRUN` (6.1): only the runtime's thread submits
-//! (the runtime is not `Send`), and the kernel posts completions only when that thread asks for
-//! them, instead of interrupting it whenever a socket wakes (see docs/backends.md for the
-//! figures). `SQPOLL` is never used: a kernel thread spinning on the ring would cost a core.
+//! (the runtime is not `Send`), and the kernel runs the polls' completion work only when that
+//! thread waits (at most 20 items per wait, the kernel's `IO_LOCAL_TW_DEFAULT_MAX`), not on the
+//! way out of each of its `recv` and `send`: fewer syscalls the other way, but more CPU per
+//! message (docs/backends.md has the figures). `SQPOLL` is never used: a kernel thread spinning
+//! on the ring would cost a core.
 //!
 //! # Where it is unavailable
 //!
