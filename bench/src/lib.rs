@@ -67,7 +67,9 @@ use server::Server;
 /// and SVG charts to --out.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// Servers to measure, comma-separated [default: every server this build has].
+    /// Servers to measure, comma-separated [default: every server this build has]. A name
+    /// `mini:BACKEND` (e.g. mini:uring,mini:epoll) is `--runtime mini --backend BACKEND`, to
+    /// compare mini's poller backends in one run.
     #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
     servers: Option<Vec<String>>,
 

@@ -54,10 +54,15 @@ impl Plan {
             Some(names) => {
                 let mut servers: Vec<String> = Vec::new();
                 for name in names.into_iter().map(|n| n.trim().to_owned()) {
-                    if !available.contains(&name) {
+                    if !available.contains(&name) && !is_mini_on_a_backend(&name) {
+                        let backends: Vec<_> = ::mini::Backend::compiled()
+                            .iter()
+                            .map(|b| format!("mini:{b}"))
+                            .collect();
                         bail!(
-                            "unknown server `{name}` in --servers; this build has: {}",
-                            available.join(", ")
+                            "unknown server `{name}` in --servers; this build has: {}, {}",
+                            available.join(", "),
+                            backends.join(", ")
                         );
                     }
                     if !servers.contains(&name) {
@@ -158,6 +163,25 @@ impl Plan {
             })
             .sum();
         Duration::from_secs_f64(secs * self.rounds as f64)
+    }
+}
+
+/// Whether `name` is `mini:BACKEND` for a backend this build has (see [`split_backend`]).
+fn is_mini_on_a_backend(name: &str) -> bool {
+    match split_backend(name) {
+        ("mini", Some(backend)) => {
+            backend.parse::<::mini::Backend>().is_ok_and(|b| b.is_compiled())
+        }
+        _ => false,
+    }
+}
+
+/// A server name as the `--runtime` and the `--backend` it runs: `mini:uring` is
+/// `("mini", Some("uring"))`, `epoll` is `("epoll", None)`.
+pub(super) fn split_backend(name: &str) -> (&str, Option<&str>) {
+    match name.split_once(':') {
+        Some((runtime, backend)) => (runtime, Some(backend)),
+        None => (name, None),
     }
 }
 

@@ -65,7 +65,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `echo --runtime NAME --addr 127.0.0.1:0`, pinned to `cpu` and in `cgroup` if
+    /// Starts `echo --runtime NAME --addr 127.0.0.1:0` (`mini:BACKEND`: `--runtime mini
+    /// --backend BACKEND`), pinned to `cpu` and in `cgroup` if
     /// given, and waits for its `listening on ADDR` line. The error says why it did not start.
     pub fn start(
         name: &str,
@@ -85,8 +86,12 @@ impl Server {
             }
             None => Command::new(&exe),
         };
+        let (runtime, backend) = super::plan::split_backend(name);
         command
-            .args(["--runtime", name, "--addr", "127.0.0.1:0"])
+            .args(["--runtime", runtime])
+            .args(backend.map(|b| ["--backend", b]).iter().flatten());
+        command
+            .args(["--addr", "127.0.0.1:0"])
             // One log line per connection would be part of what we measure: warnings only.
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())

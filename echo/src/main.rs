@@ -92,8 +92,9 @@ struct Cli {
     #[arg(long)]
     upper: bool,
 
-    /// Poller backend of the mini runtime (epoll, poll or select; only those compiled in, see
-    /// --version). Default: $MINI_BACKEND, else the best compiled in. Only for --runtime mini.
+    /// Poller backend of the mini runtime (uring, epoll, poll or select; only those compiled in,
+    /// see --version). Default: $MINI_BACKEND, else the best compiled in (uring falls back to
+    /// epoll where the kernel refuses it; named, it is an error there). Only for --runtime mini.
     #[arg(long, value_parser = parse_backend)]
     backend: Option<::mini::Backend>,
 
@@ -215,9 +216,14 @@ fn run_server(cli: &Cli) -> Result<()> {
         anyhow::bail!("--max-connections, --idle-timeout and --send-buffer: not for tokio peers");
     }
     exit_on_signals()?;
-    // io_uring may be blocked here: say so before announcing an address.
+    // io_uring may be blocked here, and a runtime told to use it then fails: say so before
+    // announcing an address.
     let uring = match model {
         Model::Uring => Some(uring::Setup::new()?),
+        _ => None,
+    };
+    let runtime = match model {
+        Model::Mini => Some(mini::runtime(cli.backend)?),
         _ => None,
     };
     let listener = listen::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
@@ -228,7 +234,7 @@ fn run_server(cli: &Cli) -> Result<()> {
     drop(stdout);
 
     let served: io::Result<Infallible> = match model {
-        Model::Mini => mini::serve(listener, upper, cli.backend, opts),
+        Model::Mini => mini::serve(listener, runtime, upper, opts),
         Model::Threaded => threaded::serve(listener, upper, opts),
         Model::Spin => spin::serve(listener, upper, opts),
         Model::Select => select::serve(listener, upper, opts),

@@ -54,19 +54,29 @@ use crate::shed::{Next, Shedder};
 use crate::transform;
 use crate::BUF_SIZE;
 
-/// Serves echo on `listener` until the process exits, on the given poller backend (else the
-/// runtime's default: `MINI_BACKEND`, else the best compiled in).
-pub fn serve(
-    listener: std::net::TcpListener,
-    upper: bool,
-    backend: Option<::mini::Backend>,
-    opts: ConnOptions,
-) -> io::Result<Infallible> {
+/// The runtime to serve on: on `backend` if given, else the runtime's default (`MINI_BACKEND`,
+/// else the best compiled in, falling back from uring to epoll where io_uring is refused). Made
+/// before the address is announced, so that a backend the system refuses is an error at once.
+pub fn runtime(backend: Option<::mini::Backend>) -> io::Result<::mini::Runtime> {
     let mut builder = ::mini::Runtime::builder();
     if let Some(backend) = backend {
         builder = builder.backend(backend);
     }
-    let runtime = builder.build()?;
+    builder.build()
+}
+
+/// Serves echo on `listener` until the process exits, on `runtime` (if `None`, a new one with
+/// the default backend).
+pub fn serve(
+    listener: std::net::TcpListener,
+    runtime: Option<::mini::Runtime>,
+    upper: bool,
+    opts: ConnOptions,
+) -> io::Result<Infallible> {
+    let runtime = match runtime {
+        Some(runtime) => runtime,
+        None => self::runtime(None)?,
+    };
     info!("mini runtime on the {} backend", runtime.backend());
     let mut shedder = Shedder::new();
     let open = OpenCount::default();

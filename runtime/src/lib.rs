@@ -41,8 +41,9 @@
 //!
 //! Each layer knows only the one below it; registrations flow down, wake-ups flow up.
 //!
-//! 1. `sys`: the poller, a thin safe wrapper over epoll, poll or select (see [`Backend`]) plus
-//!    an eventfd to wake it from other threads. It moves tokens, and knows nothing of tasks.
+//! 1. `sys`: the poller, a thin safe wrapper over epoll, io_uring, poll or select (see
+//!    [`Backend`]) plus an eventfd to wake it from other threads. It moves tokens, and knows
+//!    nothing of tasks.
 //! 2. `reactor`: the registry of sockets (readiness and waiting wakers, keyed by token) and the
 //!    timers. One `turn` waits once and wakes what became ready.
 //! 3. `executor`: the run queue and the loop of [`block_on`]: poll what is ready, sleep in the

@@ -121,27 +121,30 @@ pub struct Builder {
 pub const BACKEND_ENV: &str = "MINI_BACKEND";
 
 impl Builder {
-    /// Waits in `backend`, which must be compiled in. Without this, the backend named by the
-    /// `MINI_BACKEND` environment variable is used, else [`Backend::best`].
+    /// Waits in `backend`, which must be compiled in (and, for uring, allowed by the kernel:
+    /// no fallback then). Without this, the backend named by the `MINI_BACKEND` environment
+    /// variable is used, else [`Backend::best`], falling back from uring to epoll where the
+    /// kernel refuses io_uring.
     pub fn backend(mut self, backend: Backend) -> Builder {
         self.backend = Some(backend);
         self
     }
 
     /// Creates the runtime. Fails if the chosen backend is not compiled in, if `MINI_BACKEND`
-    /// names no backend, or if the OS refuses the poller.
+    /// names no backend, or if the OS refuses the poller (for a uring backend that was named,
+    /// the error says why io_uring is unavailable).
     pub fn build(self) -> io::Result<Runtime> {
         let backend = match self.backend {
-            Some(backend) => backend,
+            Some(backend) => Some(backend),
             None => match std::env::var(BACKEND_ENV) {
-                Ok(name) => name.parse().map_err(|e| {
+                Ok(name) => Some(name.parse().map_err(|e| {
                     io::Error::new(io::ErrorKind::InvalidInput, format!("{BACKEND_ENV}: {e}"))
-                })?,
-                Err(_) => Backend::best(),
+                })?),
+                Err(_) => None,
             },
         };
         let reactor = Rc::new(Reactor::new(backend)?);
-        log::debug!("mini: runtime uses the {backend} backend");
+        log::debug!("mini: runtime uses the {} backend", reactor.backend());
         let executor = Rc::new(Executor::new(reactor.notifier().clone())?);
         Ok(Runtime { handle: Handle { executor, reactor } })
     }

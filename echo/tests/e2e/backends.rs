@@ -1,5 +1,5 @@
 //! The `mini` server on each poller backend, at the limit that sets them apart: `select` cannot
-//! hold a descriptor at or above `FD_SETSIZE` (1024), epoll and poll can.
+//! hold a descriptor at or above `FD_SETSIZE` (1024), epoll and poll (and uring) can.
 //!
 //! Compiled only when the binary carries all three backends (`--all-features`, as CI builds it
 //! for its per-backend runs).
@@ -74,7 +74,12 @@ fn select_refuses_what_it_cannot_hold_and_keeps_serving() {
 #[test]
 fn epoll_and_poll_serve_past_descriptor_1024() {
     raise_descriptor_limit();
-    for backend in ["epoll", "poll"] {
+    for backend in [
+        "epoll",
+        "poll",
+        #[cfg(feature = "uring")]
+        "uring",
+    ] {
         let mut server = Server::start("mini", &["--backend", backend]);
         let (served, refused) = open_many(&server);
         assert_eq!(refused, 0, "{backend} refused connections");

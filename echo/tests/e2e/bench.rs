@@ -2,7 +2,8 @@
 //! reported while the others still run; an unknown server name is refused up front; `--server-cpu`
 //! caps the servers in a cgroup (where cgroups are writable) and refuses a percentage out of
 //! 1..=100; `--slice` runs the servers of a load point together, in turns, and refuses `spin`;
-//! without `--out` the results go to cargo's target directory, never to the committed ones.
+//! without `--out` the results go to cargo's target directory, never to the committed ones;
+//! `mini:BACKEND` names the mini server on one of its backends.
 //!
 //! The runs are kept to a second or two of measuring (`--duration 0.3`, one round, a handful of
 //! connections): these tests check the plumbing, not the figures.
@@ -241,6 +242,24 @@ fn an_unknown_server_is_refused_by_name() {
     assert!(done.stderr.contains("no-such-server"), "{}", done.describe());
     assert!(done.stderr.contains("mini"), "the error should list the servers: {}", done.describe());
     assert!(!out.0.exists(), "nothing should be written");
+}
+
+#[test]
+fn mini_on_a_named_backend_is_a_server_of_its_own() {
+    let out = OutDir::new("mini-backend");
+    let args = ["bench", "--servers", "mini:epoll,epoll", "--connections", "3", "--sizes", "64"];
+    let rest = ["--duration", "0.3", "--rounds", "1", "--idle", "0", "--slice", "20"];
+    let done = run(&[&args[..], &rest[..], &["--out", out.path()]].concat(), b"");
+    assert!(done.status.success(), "{}", done.describe());
+    let mini = find(&out.json_lines(), "load", "mini:epoll").clone();
+    assert!(mini["msgs_per_s"].as_f64().is_some_and(|m| m > 0.0), "{mini}");
+
+    // A backend this build lacks, or no backend at all, is an unknown server.
+    for name in ["mini:kqueue", "epoll:uring"] {
+        let done = run(&["bench", "--servers", name, "--out", out.path()], b"");
+        assert_eq!(done.status.code(), Some(1), "{name}: {}", done.describe());
+        assert!(done.stderr.contains("mini:epoll"), "{name}: {}", done.describe());
+    }
 }
 
 #[test]

@@ -13,7 +13,11 @@
 //! - `reliability`: the server faults (descriptor exhaustion and leaks, slow readers, short
 //!   writes, resets while writing, connection cap, idle timeout), every server at once;
 //! - `backends`: the `mini` server on epoll, poll and select past descriptor 1024 (only in a
-//!   build with all three backends).
+//!   build with all three backends);
+//! - `seccomp`: a filter that makes io_uring unavailable in a child process;
+//! - `uring_fallback`: the servers under that filter: `echo --runtime uring` says why it cannot
+//!   start; the `mini` server of a `uring` build falls back to epoll by itself, and refuses an
+//!   explicit `--backend uring` (those cases only in such a build).
 
 #[cfg(all(feature = "epoll", feature = "poll", feature = "select"))]
 mod backends;
@@ -22,4 +26,8 @@ mod churn;
 mod cli;
 mod echo_servers;
 mod reliability;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod seccomp;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod uring_fallback;
 mod util;

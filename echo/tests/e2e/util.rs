@@ -264,14 +264,17 @@ impl Finished {
 /// Runs `echo ARGS...` with `stdin` as its input and waits for it to exit (panics after
 /// [`IO_TIMEOUT`], killing it).
 pub fn run(args: &[&str], stdin: &[u8]) -> Finished {
+    run_with(args, stdin, |_| {})
+}
+
+/// [`run`], letting `configure` adjust the command first (environment, a seccomp filter
+/// through `pre_exec`, ...).
+pub fn run_with(args: &[&str], stdin: &[u8], configure: impl FnOnce(&mut Command)) -> Finished {
     let shown = args.join(" ");
-    let child = Command::new(ECHO)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot spawn `echo {shown}`: {e}"));
+    let mut command = Command::new(ECHO);
+    command.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    configure(&mut command);
+    let child = command.spawn().unwrap_or_else(|e| panic!("cannot spawn `echo {shown}`: {e}"));
     let mut child = Reaped(child);
     let (stdout, stderr) = (Captured::new(), Captured::new());
     stdout.drain(child.0.stdout.take().expect("stdout is piped"));

@@ -105,8 +105,12 @@ pub(crate) struct Reactor {
 }
 
 impl Reactor {
-    pub(crate) fn new(backend: Backend) -> io::Result<Reactor> {
-        let poller = crate::sys::new_poller(backend)?;
+    /// A reactor on `backend`, or (`None`) on the best backend the kernel allows.
+    pub(crate) fn new(backend: Option<Backend>) -> io::Result<Reactor> {
+        let (backend, poller) = match backend {
+            Some(backend) => (backend, crate::sys::new_poller(backend)?),
+            None => crate::sys::new_default_poller()?,
+        };
         Ok(Reactor {
             tracks_interest: poller.tracks_interest(),
             poller,

@@ -14,11 +14,16 @@
 //!
 //! | backend | feature | kind | a wait costs work in proportion to |
 //! | --- | --- | --- | --- |
+//! | [`uring.rs`](uring) | `uring` | edge-triggered multishot polls in an io_uring | the ready sockets |
 //! | [`epoll.rs`](epoll) | `epoll` (default) | edge-triggered, kernel keeps the set | the ready sockets |
 //! | [`poll.rs`](poll) | `poll` | level-triggered, set passed per wait | the waiting sockets |
 //! | [`select.rs`](select) | `select` | level-triggered, bit sets, fds < 1024 | the highest descriptor number |
 //!
-//! When several are compiled in, the default is the best: epoll, then poll, then select.
+//! When several are compiled in, the default is the best: uring, then epoll, then poll, then
+//! select. io_uring is often refused (seccomp profiles of containers, the
+//! `kernel.io_uring_disabled` sysctl, old kernels), so the `uring` feature brings `epoll` along,
+//! and a runtime that was not told a backend falls back to it ([`new_default_poller`]), with
+//! one warning naming the cause. A runtime told to use uring fails instead, with that cause.
 
 #[cfg(feature = "epoll")]
 mod epoll;
@@ -27,6 +32,8 @@ mod notify;
 mod poll;
 #[cfg(feature = "select")]
 mod select;
+#[cfg(feature = "uring")]
+mod uring;
 #[cfg(any(feature = "poll", feature = "select"))]
 mod watchlist;
 
@@ -44,9 +51,9 @@ use std::time::Duration;
 #[cfg(not(target_os = "linux"))]
 compile_error!("mini runs on Linux only (its notifier is an eventfd).");
 
-#[cfg(not(any(feature = "epoll", feature = "poll", feature = "select")))]
+#[cfg(not(any(feature = "uring", feature = "epoll", feature = "poll", feature = "select")))]
 compile_error!(
-    "mini needs a poller backend: enable one of the features `epoll`, `poll`, `select`."
+    "mini needs a poller backend: enable one of the features `uring`, `epoll`, `poll`, `select`."
 );
 
 /// What every backend provides. All methods are called on the runtime's thread, except that
@@ -85,6 +92,8 @@ pub(crate) trait Poller: Debug {
 /// Creates the poller for `backend`, or says that it was not compiled in.
 pub(crate) fn new_poller(backend: Backend) -> io::Result<Box<dyn Poller>> {
     match backend {
+        #[cfg(feature = "uring")]
+        Backend::Uring => Ok(Box::new(uring::UringPoller::new()?)),
         #[cfg(feature = "epoll")]
         Backend::Epoll => Ok(Box::new(epoll::EpollPoller::new()?)),
         #[cfg(feature = "poll")]
@@ -93,6 +102,21 @@ pub(crate) fn new_poller(backend: Backend) -> io::Result<Box<dyn Poller>> {
         Backend::Select => Ok(Box::new(select::SelectPoller::new()?)),
         #[allow(unreachable_patterns)]
         other => Err(io::Error::new(io::ErrorKind::Unsupported, other.not_compiled_message())),
+    }
+}
+
+/// Creates the poller of [`Backend::best`]; if that is uring and the kernel refuses it, logs
+/// one warning (the first time in the process) naming the cause, and creates an epoll poller.
+pub(crate) fn new_default_poller() -> io::Result<(Backend, Box<dyn Poller>)> {
+    let best = Backend::best();
+    match new_poller(best) {
+        #[cfg(feature = "uring")]
+        Err(e) if best == Backend::Uring && uring::is_unavailable(&e) => {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| log::warn!("mini: {e}; falling back to the epoll backend"));
+            Ok((Backend::Epoll, new_poller(Backend::Epoll)?))
+        }
+        res => Ok((best, res?)),
     }
 }
 

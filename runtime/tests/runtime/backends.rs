@@ -74,6 +74,6 @@ fn backend_names_parse_and_print() {
         assert_eq!(backend.to_string().parse::<Backend>(), Ok(backend));
     }
     let err = "kqueue".parse::<Backend>().unwrap_err().to_string();
-    assert!(err.contains("kqueue") && err.contains("epoll, poll or select"), "{err}");
+    assert!(err.contains("kqueue") && err.contains("uring, epoll, poll or select"), "{err}");
     assert_eq!(Backend::best(), Backend::compiled()[0]);
 }
