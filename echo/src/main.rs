@@ -35,6 +35,8 @@ mod conn;
 mod epoll;
 mod listen;
 mod mini;
+#[cfg(feature = "uring")]
+mod mini_uring;
 mod options;
 mod select;
 mod shed;

@@ -78,6 +78,10 @@ pub fn serve(
         None => self::runtime(None)?,
     };
     info!("mini runtime on the {} backend", runtime.backend());
+    #[cfg(feature = "uring")]
+    if runtime.backend() == ::mini::Backend::Uring {
+        return crate::mini_uring::serve(listener, runtime, upper, opts);
+    }
     let mut shedder = Shedder::new();
     let open = OpenCount::default();
     runtime.block_on(async move {
@@ -149,10 +153,10 @@ fn handle(
 
 /// What a connection needs only once it ends: who it was for the log line, and its place in
 /// the count of open connections (given back when this is dropped).
-struct Ended {
-    peer: std::net::SocketAddr,
-    idle_timeout: Option<Duration>,
-    _counted: options::Open,
+pub(crate) struct Ended {
+    pub(crate) peer: std::net::SocketAddr,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) _counted: options::Open,
 }
 
 pin_project_lite::pin_project! {
@@ -164,10 +168,10 @@ pin_project_lite::pin_project! {
     /// puts the future first too); what only the end needs is boxed behind one pointer, after
     /// it, so that a poll touches one line, not two (docs/benchmarks.md has the measurement).
     #[repr(C)]
-    struct Connection<F> {
+    pub(crate) struct Connection<F> {
         #[pin]
-        echo: F,
-        ended: Box<Ended>,
+        pub(crate) echo: F,
+        pub(crate) ended: Box<Ended>,
     }
 }
 
@@ -247,7 +251,10 @@ fn echo_now(stream: &::mini::net::TcpStream, buf: &mut [u8], upper: bool) -> io:
 /// timer's state is boxed, so that it does not make every connection's task bigger (and push
 /// the untimed server's state onto a second line): a timed server pays an allocation per wait,
 /// next to the timer it sets and clears per wait anyway.
-fn within<F: Future<Output = io::Result<T>>, T>(limit: Option<Duration>, op: F) -> Within<F> {
+pub(crate) fn within<F: Future<Output = io::Result<T>>, T>(
+    limit: Option<Duration>,
+    op: F,
+) -> Within<F> {
     match limit {
         None => Within::Unlimited { op },
         Some(limit) => Within::Limited { op: Box::pin(::mini::time::timeout(limit, op)) },
@@ -257,7 +264,7 @@ fn within<F: Future<Output = io::Result<T>>, T>(limit: Option<Duration>, op: F) 
 pin_project_lite::pin_project! {
     /// See [`within`].
     #[project = WithinProj]
-    enum Within<F> {
+    pub(crate) enum Within<F> {
         Unlimited { #[pin] op: F },
         Limited { op: Pin<Box<::mini::time::Timeout<F>>> },
     }

@@ -79,6 +79,8 @@ mod wake_model;
 
 pub mod net;
 pub mod time;
+#[cfg(feature = "uring")]
+pub mod uring;
 
 pub use runtime::{block_on, Builder, Runtime, BACKEND_ENV};
 pub use sys::{Backend, UnknownBackend};

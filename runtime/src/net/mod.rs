@@ -11,7 +11,7 @@
 
 mod io;
 mod listener;
-mod socket;
+pub(crate) mod socket;
 mod split;
 mod stream;
 

@@ -58,7 +58,7 @@ pub(crate) fn start_connect(addr: SocketAddr) -> io::Result<net::TcpStream> {
 }
 
 /// A `SocketAddr` in the C layout that `connect` reads.
-enum RawAddr {
+pub(crate) enum RawAddr {
     V4(libc::sockaddr_in),
     V6(libc::sockaddr_in6),
 }
@@ -85,7 +85,7 @@ impl From<SocketAddr> for RawAddr {
 
 impl RawAddr {
     /// A pointer to the structure and its size, valid while `self` is.
-    fn as_ptr(&self) -> (*const libc::sockaddr, libc::socklen_t) {
+    pub(crate) fn as_ptr(&self) -> (*const libc::sockaddr, libc::socklen_t) {
         match self {
             RawAddr::V4(a) => {
                 ((a as *const libc::sockaddr_in).cast(), mem::size_of_val(a) as libc::socklen_t)

@@ -102,6 +102,9 @@ pub(crate) struct Reactor {
     /// How many of `events` have been dispatched.
     dispatched: Cell<usize>,
     wakers: RefCell<Vec<Waker>>,
+    /// The completion driver ([`crate::uring`]), made by the first completion-based socket.
+    #[cfg(feature = "uring")]
+    driver: std::cell::OnceCell<crate::uring::Driver>,
 }
 
 impl Reactor {
@@ -120,7 +123,29 @@ impl Reactor {
             events: RefCell::new(Vec::new()),
             dispatched: Cell::new(0),
             wakers: RefCell::new(Vec::new()),
+            #[cfg(feature = "uring")]
+            driver: std::cell::OnceCell::new(),
         })
+    }
+
+    /// The io_uring poller and the completion driver sharing its ring (made on first use), or
+    /// `Unsupported` if this reactor's backend is not uring.
+    #[cfg(feature = "uring")]
+    pub(crate) fn uring_driver(
+        &self,
+    ) -> io::Result<(&crate::sys::UringPoller, &crate::uring::Driver)> {
+        let Some(poller) = self.poller.as_uring() else {
+            let what = format!(
+                "completion-based sockets need the uring backend; this runtime's is {}",
+                self.backend
+            );
+            return Err(io::Error::new(io::ErrorKind::Unsupported, what));
+        };
+        if let Some(driver) = self.driver.get() {
+            return Ok((poller, driver));
+        }
+        let driver = crate::uring::Driver::new(poller)?;
+        Ok((poller, self.driver.get_or_init(|| driver)))
     }
 
     pub(crate) fn notifier(&self) -> &Arc<Notifier> {
@@ -184,6 +209,11 @@ impl Reactor {
     /// events of the last wait, and wakes the tasks waiting for it; after the last event, wakes
     /// the tasks of expired timers too.
     pub(crate) fn wake_ready(&self) {
+        // 0. The completion driver's operations (all at once: they are few per wait).
+        #[cfg(feature = "uring")]
+        if let (Some(driver), Some(poller)) = (self.driver.get(), self.poller.as_uring()) {
+            driver.dispatch(poller);
+        }
         let events = self.events.borrow();
         let start = self.dispatched.get();
         let end = events.len().min(start + EVENT_CHUNK);
@@ -323,6 +353,15 @@ impl Reactor {
 
     pub(crate) fn remove_timer(&self, key: TimerKey) {
         self.timers.borrow_mut().remove(key);
+    }
+}
+
+#[cfg(feature = "uring")]
+impl Drop for Reactor {
+    fn drop(&mut self) {
+        if let (Some(driver), Some(poller)) = (self.driver.get(), self.poller.as_uring()) {
+            driver.shut_down(poller);
+        }
     }
 }
 

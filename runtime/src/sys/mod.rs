@@ -34,6 +34,8 @@ mod poll;
 mod select;
 #[cfg(feature = "uring")]
 mod uring;
+#[cfg(feature = "uring")]
+pub(crate) use uring::{OpCompletion, UringPoller, OP_TAG, REMOVE_TOKEN};
 #[cfg(any(feature = "poll", feature = "select"))]
 mod watchlist;
 
@@ -81,6 +83,12 @@ pub(crate) trait Poller: Debug {
 
     /// Stops watching `fd`; called before it is closed.
     fn delete(&self, fd: RawFd) -> io::Result<()>;
+
+    /// The io_uring poller, whose ring the completion driver shares; `None` for the others.
+    #[cfg(feature = "uring")]
+    fn as_uring(&self) -> Option<&UringPoller> {
+        None
+    }
 
     /// Blocks until something is ready, `timeout` passes (`None`: no limit), or the notifier
     /// is used; appends what is ready to `events`. The notifier's wake-up appears as an event

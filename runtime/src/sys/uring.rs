@@ -66,8 +66,16 @@ const SQ_ENTRIES: u32 = 256;
 /// Completion ring entries: room for several completions per socket between two waits, so that
 /// multishot polls are seldom ended by a full ring.
 const CQ_ENTRIES: u32 = 16 * 1024;
-/// The `user_data` of cancellations, whose own completions say nothing the reactor needs.
-const REMOVE_TOKEN: u64 = NOTIFY_TOKEN - 1;
+/// The `user_data` of cancellations (and of the completion driver's closes), whose own
+/// completions say nothing the reactor needs.
+pub(crate) const REMOVE_TOKEN: u64 = NOTIFY_TOKEN - 1;
+/// The bit that marks an operation of the completion driver ([`crate::uring`]) in `user_data`:
+/// its completions are kept for the driver rather than read as readiness. Poll tokens are
+/// reactor keys, which use only the low 48 bits, so the two never collide.
+pub(crate) const OP_TAG: u64 = 1 << 62;
+
+/// One completion of a driver operation, copied out of the ring: `user_data`, result, flags.
+pub(crate) type OpCompletion = (u64, i32, u32);
 
 /// A ring plus the notifier polled in it.
 pub(crate) struct UringPoller {
@@ -80,6 +88,9 @@ pub(crate) struct UringPoller {
     tokens: RefCell<HashMap<RawFd, u64>>,
     /// How many polls the kernel ended and this poller re-armed (for the tests and traces).
     rearmed: Cell<u64>,
+    /// Completions of the driver's operations (`user_data` with [`OP_TAG`]), kept from the last
+    /// wait until the reactor hands them to the driver.
+    ops_done: RefCell<Vec<OpCompletion>>,
 }
 
 impl std::fmt::Debug for UringPoller {
@@ -138,6 +149,7 @@ impl UringPoller {
             fds: RefCell::new(HashMap::new()),
             tokens: RefCell::new(HashMap::new()),
             rearmed: Cell::new(0),
+            ops_done: RefCell::new(Vec::new()),
         };
         // Readable only: an eventfd is always writable, which would end every wait.
         poller.arm(poller.notifier.fd(), NOTIFY_TOKEN, libc::POLLIN as u32)?;
@@ -182,6 +194,10 @@ impl UringPoller {
             return None; // a cancellation's own result: -ENOENT if the poll had already ended
         }
         let res = cqe.result();
+        if token & OP_TAG != 0 && token != NOTIFY_TOKEN {
+            self.ops_done.borrow_mut().push((token, res, cqe.flags()));
+            return None;
+        }
         let ended = !cqueue::more(cqe.flags());
         if res >= 0 {
             events.push(event(token, res as u32));
@@ -202,7 +218,59 @@ impl UringPoller {
     }
 }
 
+/// What the completion driver ([`crate::uring`]) asks of the ring it shares with the polls.
+impl UringPoller {
+    /// Queues a driver operation; the next wait submits it with everything else.
+    ///
+    /// # Safety
+    ///
+    /// As for [`push`](Self::push): whatever `entry` points to must stay valid until its last
+    /// completion (the driver's op slots own it until then).
+    pub(crate) unsafe fn push_op(&self, entry: &squeue::Entry) -> io::Result<()> {
+        // SAFETY: the caller's guarantee, passed on.
+        unsafe { self.push(entry) }
+    }
+
+    /// Moves the driver's completions gathered by the last waits into `into`.
+    pub(crate) fn take_op_completions(&self, into: &mut Vec<OpCompletion>) {
+        std::mem::swap(&mut *self.ops_done.borrow_mut(), into);
+    }
+
+    /// Whether the kernel supports every operation in `codes` (`IORING_OP_*`).
+    pub(crate) fn supports(&self, codes: &[u8]) -> io::Result<bool> {
+        let mut probe = Probe::new();
+        self.ring.borrow().submitter().register_probe(&mut probe)?;
+        Ok(codes.iter().all(|&code| probe.is_supported(code)))
+    }
+
+    /// Registers a provided buffer ring of `entries` entries at `addr` as buffer group `group`.
+    ///
+    /// # Safety
+    ///
+    /// `addr` must point to `entries` ring entries, page-aligned, that stay valid for as long
+    /// as the ring may read them (until unregistered, or the ring is closed).
+    pub(crate) unsafe fn register_buf_ring(
+        &self,
+        addr: u64,
+        entries: u16,
+        group: u16,
+    ) -> io::Result<()> {
+        let ring = self.ring.borrow();
+        // SAFETY: the caller's guarantee, passed on.
+        unsafe { ring.submitter().register_buf_ring_with_flags(addr, entries, group, 0) }
+    }
+
+    /// Unregisters buffer group `group`: the kernel reads its ring no more.
+    pub(crate) fn unregister_buf_ring(&self, group: u16) -> io::Result<()> {
+        self.ring.borrow().submitter().unregister_buf_ring(group)
+    }
+}
+
 impl Poller for UringPoller {
+    fn as_uring(&self) -> Option<&UringPoller> {
+        Some(self)
+    }
+
     fn notifier(&self) -> &Arc<Notifier> {
         &self.notifier
     }
