@@ -231,6 +231,15 @@ impl UringPoller {
         unsafe { self.push(entry) }
     }
 
+    /// Submits what is queued now, without waiting (a close must not wait for the next turn:
+    /// the runtime may not run one soon, or ever).
+    pub(crate) fn flush(&self) -> io::Result<()> {
+        match self.ring.borrow_mut().submit() {
+            Err(e) if !matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Moves the driver's completions gathered by the last waits into `into`.
     pub(crate) fn take_op_completions(&self, into: &mut Vec<OpCompletion>) {
         std::mem::swap(&mut *self.ops_done.borrow_mut(), into);

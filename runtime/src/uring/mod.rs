@@ -197,12 +197,19 @@ impl Driver {
         }
     }
 
-    /// Queues the close of `fd`, after every entry queued before (so none of them can find the
-    /// number reused); closes it at once if that fails.
+    /// Queues the close of `fd` after every entry queued before (so none of them can find the
+    /// number reused), and submits at once: the peer learns of the close now, not at the next
+    /// turn (a runtime may return from `block_on` and never turn again). Closes at once if the
+    /// entry cannot be queued.
     pub(crate) fn close(&self, poller: &UringPoller, fd: std::os::fd::RawFd) {
         let entry = opcode::Close::new(io_uring::types::Fd(fd)).build().user_data(REMOVE_TOKEN);
         // SAFETY: a close points to no memory; the descriptor is ours and used no more.
-        if unsafe { poller.push_op(&entry) }.is_err() {
+        let queued = unsafe { poller.push_op(&entry) };
+        if queued.is_ok() {
+            if let Err(e) = poller.flush() {
+                log::error!("mini: cannot submit the close of fd {fd}: {e}");
+            }
+        } else {
             // SAFETY: as above; the queue is full even after a submit, so every entry queued
             // before has been submitted (and has resolved its descriptor).
             unsafe { libc::close(fd) };
@@ -239,6 +246,8 @@ impl Driver {
     /// Frees the buffer memory if the kernel can no longer touch it (called as the reactor, and
     /// its ring, go away).
     pub(crate) fn shut_down(&self, poller: &UringPoller) {
+        // The cancellations of the last dropped futures, which no turn will submit.
+        let _ = poller.flush();
         let idle = self.table.borrow().len() == 0 && Rc::strong_count(&self.bufs) == 1;
         self.bufs.free_memory(poller, idle);
     }

@@ -11,6 +11,7 @@
 //! - `net_load`: large transfers and many sockets (edge-triggered draining, descriptor reuse);
 //! - `logging`: trace logging narrates without breaking anything;
 //! - `backends`: each poller backend compiled in, chosen through the builder;
+//! - `uring`: the completion-based sockets of `mini::uring` (feature `uring`);
 //! - `faults`: a flooding client, a panicking handler, wake-up storms (docs/reliability.md).
 //!
 //! Each body runs under `util::run`, so a hang fails its test within `util::LIMIT`. No test
@@ -28,6 +29,8 @@ mod join;
 mod logging;
 mod net;
 mod net_load;
+#[cfg(feature = "uring")]
+mod uring;
 mod timers;
 mod traits;
 mod util;
