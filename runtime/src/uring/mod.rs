@@ -145,7 +145,10 @@ impl Driver {
         // SAFETY: the slot now owns the memory `entry` points to and keeps it until the last
         // completion (see `ops`); the caller guarantees the rest.
         match unsafe { poller.push_op(&entry.user_data(OP_TAG | key.to_u64())) } {
-            Ok(()) => Ok(key),
+            Ok(()) => {
+                trace!("uring: queued op {:#x} ({} in flight)", key.to_u64(), self.in_flight());
+                Ok(key)
+            }
             Err(e) => Err((e, self.table.borrow_mut().remove_unsubmitted(key).expect("inserted"))),
         }
     }
@@ -164,7 +167,10 @@ impl Driver {
         let key = self.table.borrow_mut().insert_multi(sink, Held::Nothing);
         // SAFETY: the caller's guarantee.
         match unsafe { poller.push_op(&entry.user_data(OP_TAG | key.to_u64())) } {
-            Ok(()) => Ok(key),
+            Ok(()) => {
+                trace!("uring: queued multishot op {:#x}", key.to_u64());
+                Ok(key)
+            }
             Err(e) => {
                 self.table.borrow_mut().remove_unsubmitted(key);
                 Err(e)
@@ -189,6 +195,7 @@ impl Driver {
 
     /// Queues a cancellation of operation `key`; its slot is freed by its last completion.
     pub(crate) fn cancel(&self, poller: &UringPoller, key: Key) {
+        trace!("uring: cancelling op {:#x}", key.to_u64());
         let entry = opcode::AsyncCancel::new(OP_TAG | key.to_u64()).build().user_data(REMOVE_TOKEN);
         // SAFETY: a cancellation points to no memory; it names the operation by its user_data.
         if let Err(e) = unsafe { poller.push_op(&entry) } {
@@ -202,6 +209,7 @@ impl Driver {
     /// turn (a runtime may return from `block_on` and never turn again). Closes at once if the
     /// entry cannot be queued.
     pub(crate) fn close(&self, poller: &UringPoller, fd: std::os::fd::RawFd) {
+        trace!("uring: closing fd {fd} through the ring");
         let entry = opcode::Close::new(io_uring::types::Fd(fd)).build().user_data(REMOVE_TOKEN);
         // SAFETY: a close points to no memory; the descriptor is ours and used no more.
         let queued = unsafe { poller.push_op(&entry) };
@@ -222,6 +230,7 @@ impl Driver {
         poller.take_op_completions(&mut done);
         for (user_data, res, flags) in done.drain(..) {
             let key = Key::from_u64(user_data & !OP_TAG);
+            trace!("uring: op {:#x} completed: {res} (flags {flags:#x})", key.to_u64());
             let delivery = self.table.borrow_mut().complete(key, res, flags);
             match delivery {
                 Delivery::Wake(waker) => waker.into_iter().for_each(Waker::wake),
@@ -236,6 +245,11 @@ impl Driver {
                 Delivery::Nothing => {}
             }
         }
+    }
+
+    /// Operations in flight, orphans included.
+    fn in_flight(&self) -> usize {
+        self.table.borrow().len()
     }
 
     /// The buffer ring.

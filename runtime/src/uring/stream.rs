@@ -28,7 +28,7 @@ use crate::slab::Key;
 ///
 /// mini::Runtime::builder().backend(mini::Backend::Uring).build()?.block_on(async {
 ///     let listener = TcpListener::bind("127.0.0.1:0")?;
-///     let mut client = TcpStream::connect(listener.local_addr()?).await?;
+///     let client = TcpStream::connect(listener.local_addr()?).await?;
 ///     let (mut server, _) = listener.accept().await?;
 ///     let (res, _) = client.write_all(b"ping".to_vec()).await;
 ///     res?;

@@ -29,9 +29,9 @@ mod join;
 mod logging;
 mod net;
 mod net_load;
-#[cfg(feature = "uring")]
-mod uring;
 mod timers;
 mod traits;
+#[cfg(feature = "uring")]
+mod uring;
 mod util;
 mod wake;
