@@ -8,7 +8,7 @@
 //! - [`TcpListener::accept`]: one multishot accept per listener, armed on the first call; every
 //!   connection it accepts waits in the listener's queue.
 //! - [`TcpStream::recv`]: one multishot receive per stream, into the runtime's **provided buffer
-//!   ring** ([`bufs`]): the kernel picks a buffer when bytes arrive, so an idle connection holds
+//!   ring** (`uring/bufs.rs`): the kernel picks a buffer when bytes arrive, so an idle connection holds
 //!   none. Each completion becomes a [`Chunk`] (a buffer lent to the task, given back when
 //!   dropped) in the *stream's* queue, not the future's: a `recv` future dropped by a timeout
 //!   loses nothing, the next `recv` finds the chunk. Flow control: a stream holding
@@ -33,8 +33,8 @@
 //! # Ownership: the one rule
 //!
 //! The kernel may use an operation's memory until its completion. Every operation lives in a
-//! slot of the [op table](ops) that owns that memory until the last completion, whatever happens
-//! to the future that asked for it: see [`ops`] (and its model test) for the argument.
+//! slot of the op table (`uring/ops.rs`) that owns that memory until the last completion, whatever happens
+//! to the future that asked for it: see `ops.rs` (and its model test) for the argument.
 //!
 //! # Where io_uring is unavailable
 //!
