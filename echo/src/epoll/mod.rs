@@ -50,7 +50,7 @@
 //!
 //! # Limits and failures
 //!
-//! - Out of descriptors, the waiting clients are closed at once ([`Shedder`]); the queue is then
+//! - Out of descriptors, the waiting clients are closed at once ([`Shedder`](crate::shed::Shedder)); the queue is then
 //!   empty, so the next client brings a new event.
 //! - `--max-connections` is checked against the table at accept.
 //! - `--idle-timeout`: each connection notes when a byte last moved. A heap holds one deadline

@@ -72,7 +72,7 @@
 //!   happening queues nothing, so an idle server sleeps in `sigtimedwait` and uses no CPU.
 //! - Same budgets as the epoll loop: `READS_PER_TURN` reads per connection and
 //!   [`ACCEPTS_PER_TURN`] accepts per turn; a connection with work left is served next turn.
-//! - Out of descriptors, [`Shedder`] closes the waiting clients; `--max-connections` is checked
+//! - Out of descriptors, [`Shedder`](crate::shed::Shedder) closes the waiting clients; `--max-connections` is checked
 //!   at accept; `--idle-timeout` scans the table when the earliest deadline it knew of passes.
 //!
 //! [`Conn`]: crate::epoll::conn::Conn

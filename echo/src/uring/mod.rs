@@ -64,7 +64,7 @@
 //!   be allowed: seccomp profiles (Docker's default), `kernel.io_uring_disabled` and a small
 //!   `RLIMIT_MEMLOCK` block it; then `echo --runtime uring` says why and exits with status 1.
 //! - Out of descriptors, the multishot accept ends with `EMFILE`; the waiting clients are closed
-//!   ([`Shedder`](crate::shed::Shedder)) and the accept posted again; other shortages pause it
+//!   ([`Shedder`]) and the accept posted again; other shortages pause it
 //!   for [`crate::ACCEPT_PAUSE`].
 //!
 //! # Files
