@@ -42,7 +42,8 @@ use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::os::fd::AsFd;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -82,27 +83,16 @@ pub fn serve(
     if runtime.backend() == ::mini::Backend::Uring {
         return crate::mini_uring::serve(listener, runtime, upper, opts);
     }
-    let mut shedder = Shedder::new();
-    let open = OpenCount::default();
+    let mut gate = Gate::new(opts);
     runtime.block_on(async move {
         let listener = ::mini::net::TcpListener::from_std(listener)?;
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
-                    shedder.accepted();
-                    if opts.refuse(open.get(), peer) {
-                        continue; // dropping `stream` closes it
-                    }
-                    if let Err(e) = opts.apply(stream.as_fd()) {
-                        warn!("cannot set up {peer}, closing it: {e}");
-                        continue;
-                    }
-                    debug!("accepted {peer}");
-                    // Only what the task needs is moved into it: it is every connection's state.
-                    let idle_timeout = opts.idle_timeout;
-                    let ended = Box::new(Ended { peer, idle_timeout, _counted: open.enter() });
+                    let Some(ended) = gate.admit(stream.as_fd(), peer) else { continue };
                     // Dropping the JoinHandle detaches the task: it runs on by itself.
-                    ::mini::spawn(Connection { echo: handle(stream, upper, idle_timeout), ended });
+                    let echo = handle(stream, upper, ended.idle_timeout);
+                    ::mini::spawn(Connection { echo, ended });
                 }
                 // E.g. the select backend refusing a descriptor >= FD_SETSIZE: that one
                 // connection is closed, the others are not disturbed. Out of descriptors, the
@@ -110,14 +100,50 @@ pub fn serve(
                 // full that accept fails at once with nobody waiting (the runtime still counts
                 // the listener as ready), and this task pauses. Only this task waits: the
                 // connections keep being served.
-                Err(e) => {
-                    if shedder.accept_failed(&e, listener.as_fd()) == Next::Pause {
-                        ::mini::time::sleep(crate::ACCEPT_PAUSE).await;
-                    }
-                }
+                Err(e) => gate.accept_failed(&e, listener.as_fd()).await,
             }
         }
     })
+}
+
+/// What the accept loop decides about each connection, on either path (readiness here,
+/// completions in `mini_uring`): the limits, the socket options, the shedding.
+pub(crate) struct Gate {
+    opts: ConnOptions,
+    open: OpenCount,
+    shedder: Shedder,
+}
+
+impl Gate {
+    pub(crate) fn new(opts: ConnOptions) -> Gate {
+        Gate { opts, open: OpenCount::default(), shedder: Shedder::new() }
+    }
+
+    /// Admits the connection just accepted from `peer`, or refuses it (past
+    /// `--max-connections`, or its socket options cannot be set): the caller then drops it,
+    /// which closes it. An admitted connection counts as open while its `Ended` lives; only
+    /// what the task needs at its end is boxed into it, so that the task itself stays small.
+    pub(crate) fn admit(&mut self, fd: BorrowedFd<'_>, peer: SocketAddr) -> Option<Box<Ended>> {
+        self.shedder.accepted();
+        if self.opts.refuse(self.open.get(), peer) {
+            return None;
+        }
+        if let Err(e) = self.opts.apply(fd) {
+            warn!("cannot set up {peer}, closing it: {e}");
+            return None;
+        }
+        debug!("accepted {peer}");
+        let idle_timeout = self.opts.idle_timeout;
+        Some(Box::new(Ended { peer, idle_timeout, _counted: self.open.enter() }))
+    }
+
+    /// Handles a failed accept on `listener`: sheds the waiting clients when out of
+    /// descriptors, and pauses accepting when nothing else helps.
+    pub(crate) async fn accept_failed(&mut self, e: &io::Error, listener: BorrowedFd<'_>) {
+        if self.shedder.accept_failed(e, listener) == Next::Pause {
+            ::mini::time::sleep(crate::ACCEPT_PAUSE).await;
+        }
+    }
 }
 
 /// Echoes one connection until the peer closes its sending side. Dropping `stream` closes it.

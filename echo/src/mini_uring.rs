@@ -19,11 +19,8 @@ use std::io;
 use std::os::fd::AsFd;
 use std::time::Duration;
 
-use log::{debug, warn};
-
-use crate::mini::{within, Connection, Ended};
-use crate::options::{ConnOptions, OpenCount};
-use crate::shed::{Next, Shedder};
+use crate::mini::{within, Connection, Gate};
+use crate::options::ConnOptions;
 use crate::transform;
 
 /// Serves echo on `listener` on `runtime`, whose backend is uring, until the process exits.
@@ -33,32 +30,18 @@ pub fn serve(
     upper: bool,
     opts: ConnOptions,
 ) -> io::Result<Infallible> {
-    let mut shedder = Shedder::new();
-    let open = OpenCount::default();
+    let mut gate = Gate::new(opts);
     runtime.block_on(async move {
         let listener = ::mini::uring::TcpListener::from_std(listener)?;
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
-                    shedder.accepted();
-                    if opts.refuse(open.get(), peer) {
-                        continue;
-                    }
-                    if let Err(e) = opts.apply(stream.as_fd()) {
-                        warn!("cannot set up {peer}, closing it: {e}");
-                        continue;
-                    }
-                    debug!("accepted {peer}");
-                    let idle_timeout = opts.idle_timeout;
-                    let ended = Box::new(Ended { peer, idle_timeout, _counted: open.enter() });
-                    ::mini::spawn(Connection { echo: handle(stream, upper, idle_timeout), ended });
+                    let Some(ended) = gate.admit(stream.as_fd(), peer) else { continue };
+                    let echo = handle(stream, upper, ended.idle_timeout);
+                    ::mini::spawn(Connection { echo, ended });
                 }
                 // As in `crate::mini`: out of descriptors, shed the waiting clients and pause.
-                Err(e) => {
-                    if shedder.accept_failed(&e, listener.as_fd()) == Next::Pause {
-                        ::mini::time::sleep(crate::ACCEPT_PAUSE).await;
-                    }
-                }
+                Err(e) => gate.accept_failed(&e, listener.as_fd()).await,
             }
         }
     })
