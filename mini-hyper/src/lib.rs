@@ -73,6 +73,8 @@
 //! hyper itself depends on tokio for its `sync` channels (no runtime, reactor or timer of
 //! tokio's is built); mini does not depend on tokio, nor does this crate beyond that.
 
+#![deny(missing_docs)]
+
 mod executor;
 mod io;
 mod timer;
